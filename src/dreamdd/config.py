@@ -1,0 +1,316 @@
+"""Run configuration: typed sections, YAML presets (with `extends`), `key=value` overrides and validation."""
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import DreamddError
+
+
+@dataclass
+class DataConfig:
+    dataset: str = "digits"
+    root: str = "data"
+    val_size: float = 0.1          # fraction (< 1) or count (>= 1) of the training set held out for validation
+    download: bool = True
+    verify: bool = False           # check checksums of files already on disk (downloads are always checked)
+
+
+@dataclass
+class ModelConfig:
+    name: str = "convnet"
+    width: int | None = None       # None: the model's default (ConvNet: 128)
+    depth: int | None = None       # None: the model's default (ConvNet: 3)
+    norm: str | None = None        # None: the model's default (ConvNet: instance)
+    pooling: str | None = None
+
+
+@dataclass
+class SynthConfig:
+    ipc: int = 10                  # stored images per class
+    factor: int = 2                # multi-formation: each stored image holds factor x factor decoded images
+    init: str = "representative"   # noise | real | representative
+    lr: float | None = None        # image learning rate; None: lr_base * (ipc / 10) * (size / lr_base_size)^2
+    lr_base: float = 5e-3
+    lr_base_size: int = 32
+    momentum: float = 0.5
+    max_per_class: int = 128       # decoded synthetic images of a class taking part in one matching step
+
+
+@dataclass
+class MatchConfig:
+    method: str = "idc"
+    metric: str = "mse"            # mse | l1
+    batch_real: int = 128          # real images per class per matching step (= k-means clusters for DREAM)
+    augment: str = "color_crop_cutout"   # DSA ops shared by the real and the synthetic batch; "" for none
+
+
+@dataclass
+class SelectConfig:
+    selector: str = "dream"        # dream | random
+    per_cluster: int = 1           # samples taken near each centroid (DREAM+: n > 1)
+    interval: int = 10             # inner iterations between re-clusterings
+    pool_size: int | None = None   # None: cluster the whole class (the paper); else a random pool of this size
+    kmeans_init: str = "kmeans++"  # kmeans++ | random
+    kmeans_iter: int = 100
+    kmeans_tol: float = 1e-4
+
+
+@dataclass
+class DistillConfig:
+    iterations: int = 2000         # outer iterations, each with a freshly initialised network
+    inner_loop: int = 100          # rounds of {one matching step per class, network update}
+    net_lr: float = 0.01
+    net_momentum: float = 0.9
+    net_weight_decay: float = 5e-4
+    net_batch: int = 128
+    n_data: int = 2000             # real images the network trains on between matching rounds
+    net_augment: str = "color_crop"
+    cutmix_prob: float = 0.5
+    eval_every: int = 100          # outer iterations between periodic evaluations (0: none)
+    eval_repeats: int = 1          # networks per periodic evaluation
+    eval_epochs: int | None = None # epochs per periodic evaluation (None: eval.epochs)
+    checkpoint_every: int = 10     # outer iterations between checkpoints
+
+
+@dataclass
+class EvalConfig:
+    model: str | None = None       # None: the distillation model
+    epochs: int = 1000
+    lr: float = 0.01
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    batch: int = 64
+    augment: str = "color_crop_flip_scale_rotate"
+    cutmix_prob: float = 0.5
+    cutmix_beta: float = 1.0
+    repeats: int = 3
+    val_every: int = 50            # epochs between validation passes that choose the checkpoint
+
+
+@dataclass
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    synth: SynthConfig = field(default_factory=SynthConfig)
+    match: MatchConfig = field(default_factory=MatchConfig)
+    select: SelectConfig = field(default_factory=SelectConfig)
+    distill: DistillConfig = field(default_factory=DistillConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    seed: int = 0
+    device: str = "auto"
+    preset: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Config":
+        config = cls()
+        merge(config, data, origin="config")
+        validate(config)
+        return config
+
+    def image_lr(self, image_size: int) -> float:
+        """The synthetic-image learning rate: explicit, or IDC's scaling with IPC and image size."""
+        if self.synth.lr is not None:
+            return self.synth.lr
+        return self.synth.lr_base * (self.synth.ipc / 10) * (image_size / self.synth.lr_base_size) ** 2
+
+
+SECTIONS = ("data", "model", "synth", "match", "select", "distill", "eval")
+
+
+def _field_types(obj: Any) -> dict[str, Any]:
+    return typing.get_type_hints(type(obj))
+
+
+def _coerce(value: Any, annotation: Any, key: str) -> Any:
+    """Turn a YAML or command-line value into the field's type, or say which key was wrong."""
+    args = typing.get_args(annotation)
+    optional = type(None) in args
+    if value is None or (isinstance(value, str) and value.lower() in ("none", "null", "~")):
+        if optional:
+            return None
+        raise DreamddError(f"{key} cannot be empty; give it a value")
+    base = [a for a in args if a is not type(None)] if args else [annotation]
+    for kind in base:
+        try:
+            if kind is bool:
+                if isinstance(value, bool):
+                    return value
+                if str(value).lower() in ("true", "yes", "1", "on"):
+                    return True
+                if str(value).lower() in ("false", "no", "0", "off"):
+                    return False
+                continue
+            if kind is int:
+                if isinstance(value, bool):
+                    continue
+                if isinstance(value, float) and not value.is_integer():
+                    continue
+                return int(float(value)) if isinstance(value, str) and "e" in value.lower() else int(value)
+            if kind is float:
+                return float(value)
+            if kind is str:
+                return str(value)
+        except (TypeError, ValueError):
+            continue
+    names = " or ".join(getattr(k, "__name__", str(k)) for k in base)
+    raise DreamddError(f"{key}={value!r} is not a valid {names}; fix the value")
+
+
+def merge(config: Config, data: dict[str, Any], origin: str) -> None:
+    """Write a nested mapping (from YAML or overrides) into `config`, checking every key against the schema."""
+    if not isinstance(data, dict):
+        raise DreamddError(f"{origin}: expected a mapping of settings, got {type(data).__name__}")
+    top_types = _field_types(config)
+    for name, value in data.items():
+        if name in SECTIONS:
+            if not isinstance(value, dict):
+                raise DreamddError(f"{origin}: '{name}' must be a mapping of settings")
+            section = getattr(config, name)
+            types = _field_types(section)
+            for key, sub in value.items():
+                if key not in types:
+                    raise DreamddError(f"{origin}: unknown setting '{name}.{key}'; known: "
+                                       + ", ".join(f"{name}.{k}" for k in types))
+                setattr(section, key, _coerce(sub, types[key], f"{name}.{key}"))
+        elif name in top_types:
+            setattr(config, name, _coerce(value, top_types[name], name))
+        elif name != "extends":
+            raise DreamddError(f"{origin}: unknown setting '{name}'; sections are {', '.join(sorted(SECTIONS))}"
+                               " and top-level keys are seed, device, preset")
+
+
+def parse_overrides(items: list[str]) -> dict[str, Any]:
+    """['select.interval=5', 'seed=3'] -> {'select': {'interval': '5'}, 'seed': '3'} (values typed later)."""
+    result: dict[str, Any] = {}
+    for item in items:
+        if "=" not in item:
+            raise DreamddError(f"--set {item!r}: expected key=value, e.g. --set select.interval=5")
+        key, value = item.split("=", 1)
+        parts = key.strip().split(".")
+        if len(parts) > 2 or not all(parts):
+            raise DreamddError(f"--set {item!r}: keys look like section.name (e.g. synth.lr) or seed")
+        parsed = yaml.safe_load(value) if value.strip() else None
+        if len(parts) == 1:
+            result[parts[0]] = parsed
+        else:
+            result.setdefault(parts[0], {})[parts[1]] = parsed
+    return result
+
+
+# ---- presets ---------------------------------------------------------------------------------------------
+
+def preset_dir() -> Path:
+    return Path(str(resources.files("dreamdd") / "presets"))
+
+
+def list_presets() -> dict[str, str]:
+    """Preset name -> its first comment line (what it is for)."""
+    out = {}
+    for path in sorted(preset_dir().glob("*.yaml")):
+        first = path.read_text().splitlines()[0] if path.read_text() else ""
+        out[path.stem] = first.lstrip("# ").strip()
+    return out
+
+
+def load_preset(name: str, _seen: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The preset's settings with its `extends` chain resolved (later files win)."""
+    path = Path(name) if name.endswith((".yaml", ".yml")) else preset_dir() / f"{name}.yaml"
+    if not path.exists():
+        raise DreamddError(f"unknown preset '{name}'; known presets: {', '.join(list_presets())} "
+                           "(or give the path of a .yaml file)")
+    if name in _seen:
+        raise DreamddError(f"preset '{name}' extends itself through {' -> '.join(_seen)}")
+    data = yaml.safe_load(path.read_text()) or {}
+    parent = data.get("extends")
+    if parent is None:
+        return data
+    base = load_preset(parent, _seen + (name,))
+    return deep_update(base, {k: v for k, v in data.items() if k != "extends"})
+
+
+def deep_update(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in update.items():
+        out[key] = deep_update(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) \
+            else value
+    return out
+
+
+def default_preset(dataset: str, ipc: int | None) -> str | None:
+    """The preset chosen when none is named: `<dataset>-ipc<N>` if it exists, else `<dataset>`."""
+    names = list_presets()
+    canonical = dataset.lower().replace("_", "-")
+    for candidate in (f"{canonical}-ipc{ipc}" if ipc is not None else None, canonical):
+        if candidate and candidate in names:
+            return candidate
+    return None
+
+
+def resolve(dataset: str | None = None, ipc: int | None = None, preset: str | None = None,
+            overrides: dict[str, Any] | None = None) -> Config:
+    """Defaults <- preset <- dataset/ipc <- overrides, validated. The result says which preset it used."""
+    config = Config()
+    if preset is None and dataset is not None:
+        preset = default_preset(dataset, ipc)
+    if preset is not None:
+        merge(config, load_preset(preset), origin=f"preset {preset}")
+        config.preset = preset
+    if dataset is not None:
+        config.data.dataset = dataset
+    if ipc is not None:
+        config.synth.ipc = ipc
+    if overrides:
+        merge(config, overrides, origin="--set")
+    validate(config)
+    return config
+
+
+CHOICES = {
+    ("synth", "init"): ("noise", "real", "representative"),
+    ("match", "metric"): ("mse", "l1"),
+    ("select", "selector"): ("dream", "representative", "random"),
+    ("select", "kmeans_init"): ("kmeans++", "random"),
+}
+POSITIVE = [("synth", "ipc"), ("synth", "factor"), ("synth", "max_per_class"), ("match", "batch_real"),
+            ("select", "per_cluster"), ("select", "interval"), ("select", "kmeans_iter"),
+            ("distill", "inner_loop"), ("distill", "net_batch"), ("distill", "checkpoint_every"),
+            ("distill", "eval_repeats"), ("eval", "epochs"), ("eval", "batch"), ("eval", "repeats"),
+            ("eval", "val_every")]
+
+
+def validate(config: Config) -> None:
+    """Reject settings that cannot work, naming the key and what it accepts."""
+    for (section, key), allowed in CHOICES.items():
+        value = getattr(getattr(config, section), key)
+        if value not in allowed:
+            raise DreamddError(f"{section}.{key}={value!r} is not one of {', '.join(allowed)}")
+    for section, key in POSITIVE:
+        value = getattr(getattr(config, section), key)
+        if value is None or value < 1:
+            raise DreamddError(f"{section}.{key} must be a positive integer, got {value!r}")
+    if config.distill.iterations < 0:
+        raise DreamddError("distill.iterations must be >= 0")
+    if config.select.per_cluster > config.match.batch_real:
+        raise DreamddError("select.per_cluster cannot exceed match.batch_real")
+    if not 0 <= config.distill.cutmix_prob <= 1 or not 0 <= config.eval.cutmix_prob <= 1:
+        raise DreamddError("cutmix_prob must lie in [0, 1]")
+    if config.data.val_size < 0:
+        raise DreamddError("data.val_size must be >= 0 (a fraction below 1, or a count)")
+    if config.device not in ("auto", "cpu", "cuda", "mps") and not config.device.startswith("cuda:"):
+        raise DreamddError(f"device={config.device!r}: use auto, cpu, cuda, cuda:N or mps")
+    if config.synth.lr is not None and config.synth.lr <= 0:
+        raise DreamddError("synth.lr must be positive")
+
+
+def dump_yaml(config: Config) -> str:
+    return yaml.safe_dump(config.to_dict(), sort_keys=False)

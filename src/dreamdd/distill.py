@@ -1,0 +1,261 @@
+"""The Distiller: IDC's outer/inner loop with a pluggable selector (random = IDC, representative = DREAM)."""
+from __future__ import annotations
+
+import platform
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import torch
+from tqdm.auto import tqdm
+
+from . import __version__
+from .artifact import Distilled
+from .config import Config
+from .data import LoadedDataset
+from .errors import DreamddError
+from .evaluate import evaluate_images
+from .methods import create_method
+from .rundir import RunDir
+from .seeding import generator
+from .selection import create_selector
+from .synthetic import SyntheticSet, initial_images
+from .training import build_network, make_augment, sgd, train_step
+
+
+def model_options(config: Config) -> dict[str, Any]:
+    """The model's keyword settings that the config sets (None means: the model's default)."""
+    m = config.model
+    return {k: v for k, v in {"width": m.width, "depth": m.depth, "norm": m.norm, "pooling": m.pooling}.items()
+            if v is not None}
+
+
+def eval_model(config: Config) -> tuple[str, dict[str, Any]]:
+    """The evaluation network: the distillation model unless eval.model names another (with its defaults)."""
+    if config.eval.model in (None, config.model.name):
+        return config.model.name, model_options(config)
+    return config.eval.model, {}
+
+
+@dataclass
+class Timings:
+    """Seconds spent in each part of the loop, for the run record and the speed benchmarks."""
+    select: float = 0.0
+    match: float = 0.0
+    network: float = 0.0
+    evaluate: float = 0.0
+    inner_iterations: int = 0
+    extra: dict[str, float] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, float]:
+        loop = self.select + self.match + self.network
+        return {"select": self.select, "match": self.match, "network": self.network, "evaluate": self.evaluate,
+                "inner_iterations": self.inner_iterations,
+                "seconds_per_inner_iteration": loop / self.inner_iterations if self.inner_iterations else 0.0,
+                "select_share": self.select / loop if loop else 0.0, **self.extra}
+
+
+class Distiller:
+    """Learns a SyntheticSet for `classes` (all by default) on one device; writes progress to a RunDir."""
+
+    def __init__(self, config: Config, data: LoadedDataset, device: torch.device, run: RunDir | None = None,
+                 quiet: bool = True, classes: list[int] | None = None,
+                 log: Callable[[str], None] | None = None):
+        self.config, self.data, self.device, self.run_dir, self.quiet = config, data, device, run, quiet
+        self.info = data.info
+        self.classes = list(range(self.info.num_classes)) if classes is None else list(classes)
+        self.log = log or (lambda message: None)
+        self.timings = Timings()
+        self._check_sizes()
+        self.method = create_method(config.match.method, metric=config.match.metric)
+        self.selector = self._selector(config.select.selector)
+        self.match_augment = make_augment(config.match.augment)
+        self.net_augment = make_augment(config.distill.net_augment)
+        self.image_lr = config.image_lr(self.info.image_size[0])
+
+    # ---- set-up ------------------------------------------------------------------------------------------
+    def _check_sizes(self) -> None:
+        counts = self.data.train.class_counts()
+        smallest = min(counts[c] for c in self.classes)
+        if self.config.synth.ipc > smallest:
+            raise DreamddError(f"IPC {self.config.synth.ipc} is larger than the smallest class of "
+                               f"{self.info.name}'s training split ({smallest} images); lower --ipc "
+                               "(or data.val_size, which takes images away from training)")
+
+    def _selector(self, name: str):
+        s = self.config.select
+        if name == "random":
+            return create_selector("random")
+        return create_selector("dream", per_cluster=s.per_cluster, interval=s.interval, pool_size=s.pool_size,
+                               kmeans_init=s.kmeans_init, max_iter=s.kmeans_iter, tol=s.kmeans_tol)
+
+    def _network(self, *keys: object) -> torch.nn.Module:
+        return build_network(self.config.model.name, self.info.num_classes, self.info.channels,
+                             self.info.image_size, model_options(self.config), self.config.seed, *keys,
+                             device=self.device)
+
+    def _real(self, indices: torch.Tensor) -> torch.Tensor:
+        """Normalized real training images on the compute device."""
+        return self.info.normalize(self.data.train.batch(indices, self.device))
+
+    def initial_set(self) -> SyntheticSet:
+        """Noise, random real images, or representative real images (k-means on a fresh network's features)."""
+        cfg = self.config
+        init = cfg.synth.init
+        bank = self.data.train
+        if init == "noise":
+            choose = None
+        else:
+            selector = create_selector("random") if init == "real" else self._selector("dream")
+            net = self._network("init") if init == "representative" else None
+            g = generator(cfg.seed, "init")
+
+            def choose(c: int, n: int) -> torch.Tensor:
+                idx = selector.select(c, bank.class_indices(c), n, net=net, images_fn=self._real, generator=g)
+                return bank.batch(idx, self.device)
+        images = initial_images(init, self.info.num_classes, cfg.synth.ipc, cfg.synth.factor,
+                                (self.info.channels, *self.info.image_size), choose,
+                                generator(cfg.seed, "init-noise"), self.device)
+        return SyntheticSet(images, self.info.num_classes, cfg.synth.factor)
+
+    # ---- one outer iteration -----------------------------------------------------------------------------
+    def match_class(self, c: int, net, synthetic: SyntheticSet, g: torch.Generator) -> torch.Tensor:
+        """The matching loss of class c: a real batch (chosen by the selector) against class c's synthetic images."""
+        cfg = self.config
+        bank = self.data.train
+        t0 = time.perf_counter()
+        idx = self.selector.select(c, bank.class_indices(c), cfg.match.batch_real, net=net,
+                                   images_fn=self._real, generator=g)
+        t1 = time.perf_counter()
+        self.timings.select += t1 - t0
+        real = self._real(idx)
+        real_labels = torch.full((real.shape[0],), c, dtype=torch.long, device=self.device)
+        syn, syn_labels = synthetic.sample(c, cfg.synth.max_per_class, g)
+        syn = self.info.normalize(syn)
+        if self.match_augment is not None:
+            both = self.match_augment(torch.cat([real, syn]), g, shared=True)
+            real, syn = both[: real.shape[0]], both[real.shape[0]:]
+        loss = self.method.loss(net, real, real_labels, syn, syn_labels)
+        self.timings.match += time.perf_counter() - t1
+        return loss
+
+    def update_network(self, net, optimizer, g: torch.Generator) -> None:
+        """Train the matching network on random real batches until n_data images were seen (IDC)."""
+        cfg = self.config.distill
+        bank = self.data.train
+        t0 = time.perf_counter()
+        seen = 0
+        while seen < cfg.n_data:
+            idx = bank.sample(min(cfg.net_batch, cfg.n_data - seen), g)
+            train_step(net, optimizer, self._real(idx), bank.labels[idx].to(self.device), self.info.num_classes,
+                       g, self.net_augment, cfg.cutmix_prob)
+            seen += len(idx)
+        self.timings.network += time.perf_counter() - t0
+
+    def outer_iteration(self, it: int, synthetic: SyntheticSet, image_optimizer, bar: tqdm) -> float:
+        """A fresh network; `inner_loop` rounds of {one matching step per class, network update}."""
+        cfg = self.config
+        synthetic.clamp_()
+        net = self._network("distill", it)
+        net.train()
+        net_optimizer = sgd(net, cfg.distill.net_lr, cfg.distill.net_momentum, cfg.distill.net_weight_decay)
+        self.selector.reset()
+        g = generator(cfg.seed, "outer", it)
+        losses = []
+        for inner in range(cfg.distill.inner_loop):
+            for c in self.classes:
+                loss = self.match_class(c, net, synthetic, g)
+                if not torch.isfinite(loss):
+                    raise DreamddError(f"the matching loss became {float(loss)} at outer iteration {it}, class "
+                                       f"{c}; lower the image learning rate (--set synth.lr=...) or check the data")
+                t0 = time.perf_counter()
+                image_optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                image_optimizer.step()
+                self.timings.match += time.perf_counter() - t0
+                losses.append(float(loss.detach()))
+            if inner < cfg.distill.inner_loop - 1 and cfg.distill.n_data > 0:
+                self.update_network(net, net_optimizer, g)
+            self.timings.inner_iterations += 1
+            bar.update(1)
+        return sum(losses) / len(losses)
+
+    # ---- evaluation and records --------------------------------------------------------------------------
+    def evaluate(self, synthetic: SyntheticSet, repeats: int, epochs: int, test: bool) -> dict[str, Any]:
+        t0 = time.perf_counter()
+        images, labels = synthetic.decoded()
+        model, options = eval_model(self.config)
+        result = evaluate_images(images, labels, self.data, model, options, self.config.eval, self.config.seed,
+                                 self.device, repeats=repeats, epochs=epochs, test=test, quiet=self.quiet)
+        self.timings.evaluate += time.perf_counter() - t0
+        return result
+
+    def checkpoint_state(self, completed: int, synthetic: SyntheticSet, image_optimizer) -> dict[str, Any]:
+        """All a resumed run needs: every random stream is derived from (seed, iteration), so no RNG bytes."""
+        return {"completed": completed, "images": synthetic.images.detach().cpu(),
+                "image_optimizer": image_optimizer.state_dict(), "timings": self.timings.as_dict(),
+                "seed": self.config.seed}
+
+    def metadata(self, completed: int) -> dict[str, Any]:
+        cfg = self.config
+        return {"dataset": self.info.to_dict(), "ipc": cfg.synth.ipc, "factor": cfg.synth.factor,
+                "method": cfg.match.method, "selector": cfg.select.selector, "init": cfg.synth.init,
+                "model": {"name": cfg.model.name, **model_options(cfg)}, "seed": cfg.seed,
+                "iterations": completed, "preset": cfg.preset, "val_size": self.data.val_size,
+                "versions": {"dreamdd": __version__, "torch": torch.__version__.split("+")[0],
+                             "python": platform.python_version()}}
+
+    # ---- the loop ----------------------------------------------------------------------------------------
+    def run(self, resume: dict[str, Any] | None = None, final_eval: bool = True) -> Distilled:
+        """Distill from scratch (or from a checkpoint) to distill.iterations; return the distilled set."""
+        cfg = self.config
+        start = 0
+        if resume is None:
+            synthetic = self.initial_set()
+        else:
+            start = int(resume["completed"])
+            synthetic = SyntheticSet(resume["images"].to(self.device), self.info.num_classes, cfg.synth.factor)
+        image_optimizer = torch.optim.SGD([synthetic.images], lr=self.image_lr, momentum=cfg.synth.momentum)
+        if resume is not None:
+            image_optimizer.load_state_dict(resume["image_optimizer"])
+        self.log(f"distilling {self.info.name}: IPC {cfg.synth.ipc}, factor {cfg.synth.factor}, method "
+                 f"{cfg.match.method}, selector {cfg.select.selector}, init {cfg.synth.init}, image lr "
+                 f"{self.image_lr:.3g}, iterations {start}->{cfg.distill.iterations}, device {self.device}")
+        bar = tqdm(total=cfg.distill.iterations * cfg.distill.inner_loop, initial=start * cfg.distill.inner_loop,
+                   desc="distill", unit="inner", disable=self.quiet, dynamic_ncols=True)
+        for it in range(start, cfg.distill.iterations):
+            t0 = time.perf_counter()
+            loss = self.outer_iteration(it, synthetic, image_optimizer, bar)
+            bar.set_postfix(outer=it + 1, loss=f"{loss:.4g}")
+            event = {"event": "iteration", "iteration": it + 1, "loss": loss, "seconds": time.perf_counter() - t0}
+            self._record(event)
+            done = it + 1
+            if cfg.distill.eval_every and done % cfg.distill.eval_every == 0 and done < cfg.distill.iterations:
+                result = self.evaluate(synthetic, cfg.distill.eval_repeats,
+                                       cfg.distill.eval_epochs or cfg.eval.epochs, test=False)
+                self._record({"event": "eval", "iteration": done, "val_mean": result["val_mean"],
+                              "val_std": result["val_std"], "repeats": result["repeats"],
+                              "epochs": result["epochs"]})
+                self.log(f"iteration {done}: validation accuracy {result['val_mean']:.2f}")
+            if self.run_dir is not None and (done % cfg.distill.checkpoint_every == 0
+                                             or done == cfg.distill.iterations):
+                self.run_dir.save_checkpoint(self.checkpoint_state(done, synthetic, image_optimizer))
+        bar.close()
+        synthetic.clamp_()
+        distilled = Distilled(synthetic.images.detach().cpu(), synthetic.labels.cpu(),
+                              self.metadata(cfg.distill.iterations))
+        if final_eval:
+            result = self.evaluate(synthetic, cfg.eval.repeats, cfg.eval.epochs, test=True)
+            distilled.metadata["evaluation"] = result
+            self._record({"event": "eval", "iteration": cfg.distill.iterations, "final": True,
+                          "val_mean": result["val_mean"], "val_std": result["val_std"],
+                          "test_mean": result["test_mean"], "test_std": result["test_std"],
+                          "repeats": result["repeats"], "epochs": result["epochs"]})
+            self.log(f"final: test accuracy {result['test_mean']:.2f} +- {result['test_std']:.2f} "
+                     f"({result['repeats']} x {result['model']}, {result['epochs']} epochs, checkpoint chosen on "
+                     f"{result['val_size']} validation images)")
+        return distilled
+
+    def _record(self, event: dict[str, Any]) -> None:
+        if self.run_dir is not None:
+            self.run_dir.log_event(event)

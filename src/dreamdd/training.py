@@ -1,0 +1,57 @@
+"""Network training pieces shared by distillation (updates on real data) and evaluation (on synthetic data)."""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import nn
+
+from .augment import DSA, cutmix, soft_cross_entropy
+from .models import create_model
+from .seeding import global_seed
+
+
+def build_network(name: str, num_classes: int, channels: int, image_size: tuple[int, int], options: dict,
+                  seed: int, *keys: object, device: torch.device) -> nn.Module:
+    """A freshly initialised network whose weights depend only on (seed, keys)."""
+    with global_seed(seed, "network", *keys):
+        net = create_model(name, num_classes=num_classes, channels=channels, image_size=image_size, **options)
+    return net.to(device)
+
+
+def sgd(net: nn.Module, lr: float, momentum: float, weight_decay: float) -> torch.optim.SGD:
+    return torch.optim.SGD(net.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
+
+
+def train_step(net: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
+               num_classes: int, generator: torch.Generator, augment: DSA | None,
+               cutmix_prob: float, cutmix_beta: float = 1.0) -> float:
+    """One SGD step on a normalized batch: per-sample DSA, then CutMix, then soft-target cross-entropy."""
+    net.train()
+    if augment is not None:
+        x = augment(x, generator, shared=False)
+    x, targets = cutmix(x, y, num_classes, generator, beta=cutmix_beta, prob=cutmix_prob)
+    loss = soft_cross_entropy(net(x), targets)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return float(loss.detach())
+
+
+@torch.no_grad()
+def accuracy(net: nn.Module, batches: Callable[[torch.Tensor], torch.Tensor], labels: torch.Tensor,
+             chunk: int = 1000) -> float:
+    """Top-1 accuracy (%) over a split; `batches(indices)` gives the normalized images of those indices."""
+    if len(labels) == 0:
+        return float("nan")
+    net.eval()
+    correct = 0
+    for start in range(0, len(labels), chunk):
+        idx = torch.arange(start, min(start + chunk, len(labels)))
+        pred = net(batches(idx)).argmax(1).cpu()
+        correct += int((pred == labels[idx].cpu()).sum())
+    return 100.0 * correct / len(labels)
+
+
+def make_augment(strategy: str) -> DSA | None:
+    return DSA(strategy) if strategy else None
