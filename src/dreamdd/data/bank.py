@@ -1,0 +1,83 @@
+"""ClassBank: one split's images kept once as uint8 with a per-class index, so sampling a class is cheap."""
+from __future__ import annotations
+
+import torch
+
+from ..errors import DreamddError
+
+
+class ClassBank:
+    """Images of one split held once as uint8 (N, C, H, W), labels int64 (N,), and a per-class index."""
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, num_classes: int):
+        if not isinstance(images, torch.Tensor) or images.dtype != torch.uint8 or images.dim() != 4:
+            raise DreamddError(f"ClassBank needs images as a uint8 tensor (N, C, H, W), got "
+                               f"{_describe(images)}; convert with (x * 255).round().to(torch.uint8)")
+        if not isinstance(labels, torch.Tensor) or labels.dtype != torch.int64 or labels.dim() != 1:
+            raise DreamddError(f"ClassBank needs labels as an int64 tensor (N,), got {_describe(labels)}; "
+                               f"convert with labels.long().flatten()")
+        if len(labels) != len(images):
+            raise DreamddError(f"ClassBank got {len(images)} images but {len(labels)} labels; "
+                               f"pass one label per image")
+        num_classes = int(num_classes)
+        if num_classes < 1:
+            raise DreamddError(f"ClassBank needs num_classes >= 1, got {num_classes}")
+        if len(labels) and (int(labels.min()) < 0 or int(labels.max()) >= num_classes):
+            raise DreamddError(f"labels must lie in 0..{num_classes - 1}, found {int(labels.min())}.."
+                               f"{int(labels.max())}; renumber the classes or raise num_classes")
+        self.images = images
+        self.labels = labels
+        self.num_classes = num_classes
+        # One stable sort gives every class's indices in ascending order.
+        order = torch.sort(labels.cpu(), stable=True).indices
+        counts = torch.bincount(labels.cpu(), minlength=num_classes)
+        self._counts = [int(n) for n in counts]
+        self._index = list(torch.split(order, self._counts))
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __repr__(self) -> str:
+        return (f"ClassBank({len(self)} images of {tuple(self.images.shape[1:])}, "
+                f"{self.num_classes} classes)")
+
+    def _check_class(self, c: int) -> int:
+        c = int(c)
+        if not 0 <= c < self.num_classes:
+            raise DreamddError(f"class {c} does not exist: this split has classes 0..{self.num_classes - 1}")
+        return c
+
+    def class_indices(self, c: int) -> torch.Tensor:
+        """Indices into self.images of class c, ascending (precomputed; do not modify in place)."""
+        return self._index[self._check_class(c)]
+
+    def class_size(self, c: int) -> int:
+        return self._counts[self._check_class(c)]
+
+    def class_counts(self) -> list[int]:
+        return list(self._counts)
+
+    def subset(self, indices: torch.Tensor) -> "ClassBank":
+        indices = torch.as_tensor(indices, dtype=torch.long)
+        return ClassBank(self.images[indices], self.labels[indices], self.num_classes)
+
+    def batch(self, indices: torch.Tensor, device: torch.device | str) -> torch.Tensor:
+        """Float32 images in [0, 1] on `device`; the uint8 copy is moved first (4x less to transfer)."""
+        return self.images[indices].to(device).float().div_(255)
+
+    def sample_class(self, c: int, n: int, generator: torch.Generator) -> torch.Tensor:
+        """n random indices of class c without replacement (all of them, shuffled, if n exceeds the class)."""
+        idx = self.class_indices(c)
+        perm = torch.randperm(len(idx), generator=generator, device=generator.device).cpu()
+        return idx[perm[:max(0, int(n))]]
+
+    def sample(self, n: int, generator: torch.Generator) -> torch.Tensor:
+        """n random indices over the whole split without replacement (at most len(self))."""
+        perm = torch.randperm(len(self), generator=generator, device=generator.device).cpu()
+        return perm[:max(0, int(n))]
+
+
+def _describe(x: object) -> str:
+    if isinstance(x, torch.Tensor):
+        return f"{x.dtype} tensor of shape {tuple(x.shape)}"
+    return type(x).__name__
