@@ -19,10 +19,11 @@ def test_gradient_matching_zero_for_identical_batches_positive_otherwise():
         method = create_method("idc", metric=metric)
         assert isinstance(method, GradientMatching)
         syn = real.clone().requires_grad_(True)
-        assert method.loss(net, real, labels, syn, labels).item() == 0.0
         other = torch.randn(6, 1, 8, 8, generator=g).requires_grad_(True)
         loss = method.loss(net, real, labels, other, labels)
-        assert loss.item() > 0
+        assert loss.item() > 1e-3
+        # identical batches: zero up to float rounding (the two backward passes take different graph paths)
+        assert method.loss(net, real, labels, syn, labels).item() < 1e-6 * loss.item()
         loss.backward()
         assert other.grad is not None and other.grad.abs().sum() > 0
 

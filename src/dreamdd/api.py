@@ -15,9 +15,9 @@ from . import data as datasets
 from .artifact import METADATA, TENSORS, Distilled, load_distilled, save_distilled
 from .config import Config, EvalConfig, dump_yaml, merge, resolve, validate
 from .devices import resolve_device
-from .distill import Distiller
+from .distiller import Distiller
 from .errors import DreamddError
-from .evaluate import evaluate_images
+from .evaluation import evaluate_images
 from .report import save_grid
 from .rundir import CONFIG, LOG, SUMMARY, RunDir, write_json, write_text
 

@@ -14,7 +14,7 @@ from .artifact import Distilled
 from .config import Config
 from .data import LoadedDataset
 from .errors import DreamddError
-from .evaluate import evaluate_images
+from .evaluation import evaluate_images
 from .methods import create_method
 from .rundir import RunDir
 from .seeding import generator
@@ -174,7 +174,7 @@ class Distiller:
                 image_optimizer.step()
                 self.timings.match += time.perf_counter() - t0
                 losses.append(float(loss.detach()))
-            if inner < cfg.distill.inner_loop - 1 and cfg.distill.n_data > 0:
+            if cfg.distill.n_data > 0:   # as IDC's code: after every round, the last one included
                 self.update_network(net, net_optimizer, g)
             self.timings.inner_iterations += 1
             bar.update(1)

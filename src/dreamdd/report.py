@@ -32,7 +32,8 @@ def save_grid(path: str | os.PathLike, images: torch.Tensor, labels: torch.Tenso
     import matplotlib.pyplot as plt
 
     grid = image_grid(images, labels, len(class_names), max_per_class)
-    rows, cols = len(class_names), grid.shape[2] / max(grid.shape[1] / rows, 1)
+    rows = len(class_names)
+    cols = grid.shape[2] / (grid.shape[1] / rows)   # grid width in units of one row's height
     fig, ax = plt.subplots(figsize=(1.2 + 0.8 * cols, 0.3 + 0.8 * rows), dpi=100)
     pixels = grid.permute(1, 2, 0).numpy()
     ax.imshow(pixels[..., 0] if pixels.shape[2] == 1 else pixels, cmap="gray" if pixels.shape[2] == 1 else None,
