@@ -1,0 +1,189 @@
+"""Lloyd's k-means in torch, on the device of the data (the matching network's), and nearest-sample picking.
+
+Better behaved than the DREAM authors' version: k-means++ (greedy) or random init from an explicit generator, a
+tolerance on centroid movement, and empty clusters re-seeded with far-away points instead of being left at zero.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from ..errors import DreamddError
+
+INITS = ("kmeans++", "random")
+DIST_BLOCK = 1 << 22  # entries of one block of the (points x centroids) distance matrix: 16 MiB in float32
+
+
+@dataclass
+class KMeansResult:
+    """centroids (k, d), assignments (n,) in [0, k), inertia = sum of squared distances to the own centroid."""
+    centroids: torch.Tensor
+    assignments: torch.Tensor
+    inertia: float
+    iterations: int
+
+
+def squared_distances(x: torch.Tensor, c: torch.Tensor, x_sq: torch.Tensor | None = None,
+                      c_sq: torch.Tensor | None = None) -> torch.Tensor:
+    """(n, k) squared euclidean distances by ||x||^2 - 2 x.c + ||c||^2 (one matmul), clamped at zero."""
+    x_sq = (x * x).sum(1) if x_sq is None else x_sq
+    c_sq = (c * c).sum(1) if c_sq is None else c_sq
+    d2 = torch.addmm(c_sq.unsqueeze(0), x, c.t(), alpha=-2.0)
+    return d2.add_(x_sq.unsqueeze(1)).clamp_(min=0.0)
+
+
+def nearest_centroid(x: torch.Tensor, c: torch.Tensor, x_sq: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Squared distance to, and index of, each point's nearest centroid; in row blocks so memory stays bounded."""
+    rows = max(1, DIST_BLOCK // max(1, c.shape[0]))
+    c_sq = (c * c).sum(1)
+    mins, args = [], []
+    for start in range(0, x.shape[0], rows):
+        d2 = squared_distances(x[start:start + rows], c, x_sq[start:start + rows], c_sq)
+        m, a = d2.min(1)
+        mins.append(m)
+        args.append(a)
+    return torch.cat(mins), torch.cat(args)
+
+
+def _uniform(n: int, generator: torch.Generator, like: torch.Tensor) -> torch.Tensor:
+    """n uniforms in [0, 1) drawn on the generator's device, then moved next to `like` (any device pairing works)."""
+    return torch.rand(n, generator=generator, device=generator.device).to(like.device, like.dtype)
+
+
+def _kmeans_plus_plus(x: torch.Tensor, k: int, x_sq: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Greedy k-means++ (as scikit-learn): 2 + log k candidates drawn ~ D^2, keep the one lowering the potential most."""
+    n = x.shape[0]
+    trials = 2 + int(math.log(k))
+    first = int(torch.randint(n, (1,), generator=generator, device=generator.device))
+    centers = [x[first]]
+    closest = squared_distances(x, x[first:first + 1], x_sq)[:, 0]
+    for _ in range(1, k):
+        cdf = torch.cumsum(closest, 0)
+        draws = _uniform(trials, generator, x) * cdf[-1]
+        cand = torch.searchsorted(cdf, draws, right=True).clamp_(max=n - 1)
+        potential = torch.minimum(closest.unsqueeze(0), squared_distances(x[cand], x, x_sq[cand], x_sq))  # (trials, n)
+        best = int(potential.sum(1).argmin())
+        centers.append(x[cand[best]])
+        closest = potential[best]
+    return torch.stack(centers)
+
+
+def _cluster_means(x: torch.Tensor, assignments: torch.Tensor, k: int) -> torch.Tensor:
+    """Mean of each cluster (none may be empty). index_add_ on the CPU; a one-hot matmul elsewhere, because CUDA's
+    index_add_ accumulates with atomics in arbitrary order and would make the result non-reproducible."""
+    counts = torch.bincount(assignments, minlength=k).to(x.dtype)
+    if x.device.type == "cpu":
+        sums = x.new_zeros(k, x.shape[1]).index_add_(0, assignments, x)
+    else:
+        onehot = torch.zeros(k, x.shape[0], device=x.device, dtype=x.dtype)
+        onehot[assignments, torch.arange(x.shape[0], device=x.device)] = 1.0
+        sums = onehot @ x
+    return sums / counts.unsqueeze(1)
+
+
+def _reseed_empty(assignments: torch.Tensor, d2: torch.Tensor, k: int) -> torch.Tensor:
+    """Give every empty cluster the point farthest from its centroid, taken from a cluster that keeps a member."""
+    counts = torch.bincount(assignments, minlength=k)
+    empty = (counts == 0).nonzero().flatten().tolist()
+    if not empty:
+        return assignments
+    assignments = assignments.clone()
+    counts = counts.tolist()
+    for j in torch.argsort(d2, descending=True, stable=True).tolist():
+        donor = int(assignments[j])
+        if counts[donor] > 1:
+            counts[donor] -= 1
+            assignments[j] = empty.pop()
+            if not empty:
+                break
+    return assignments
+
+
+def kmeans(x: torch.Tensor, k: int, generator: torch.Generator, init: str = "kmeans++", max_iter: int = 100,
+           tol: float = 1e-4, init_centroids: torch.Tensor | None = None) -> KMeansResult:
+    """Cluster the rows of x (n, d) into k clusters with Lloyd's algorithm, on x's device.
+
+    Stops when the assignments no longer change, after `max_iter` updates, or when the summed squared centroid
+    shift drops to `tol` times the mean per-feature variance of x (scikit-learn's relative tolerance, so the same
+    `tol` means the same thing in both). `init_centroids` (k, d) warm-starts and skips the random init.
+    """
+    if x.dim() != 2:
+        raise ValueError(f"kmeans expects an (n, d) tensor, got shape {tuple(x.shape)}")
+    n = x.shape[0]
+    if not 1 <= k <= n:
+        raise DreamddError(f"k-means asked for {k} clusters of {n} points; k must lie in [1, {n}]")
+    if init not in INITS:
+        raise DreamddError(f"unknown k-means init '{init}'; use one of {', '.join(INITS)}")
+    x = x.detach()
+    x = x if x.dtype in (torch.float32, torch.float64) else x.float()
+    mean = x.mean(0)
+    x = x - mean  # centred data loses less precision in the ||x||^2 - 2 x.c + ||c||^2 expansion
+    x_sq = (x * x).sum(1)
+    if init_centroids is not None:
+        if tuple(init_centroids.shape) != (k, x.shape[1]):
+            raise ValueError(f"init_centroids must have shape {(k, x.shape[1])}, got {tuple(init_centroids.shape)}")
+        centroids = init_centroids.detach().to(x.device, x.dtype) - mean
+    elif init == "random":
+        pick = torch.randperm(n, generator=generator, device=generator.device)[:k].to(x.device)
+        centroids = x[pick].clone()
+    else:
+        centroids = _kmeans_plus_plus(x, k, x_sq, generator)
+    threshold = tol * float(x.var(0, unbiased=False).mean())
+    previous, converged, iterations = None, False, 0
+    for _ in range(max_iter):
+        d2, assignments = nearest_centroid(x, centroids, x_sq)
+        converged = previous is not None and torch.equal(assignments, previous)
+        if converged:
+            break  # the centroids already are the means of these assignments
+        assignments = _reseed_empty(assignments, d2, k)
+        updated = _cluster_means(x, assignments, k)
+        shift = float((updated - centroids).pow(2).sum())
+        centroids, previous = updated, assignments
+        iterations += 1
+        if shift <= threshold:
+            break
+    if not converged:  # the assignments that belong to the final centroids
+        _, assignments = nearest_centroid(x, centroids, x_sq)
+    inertia = sum(float((x[s:s + 4096] - centroids[assignments[s:s + 4096]]).pow(2).sum())  # exact, not expanded
+                  for s in range(0, n, 4096))
+    return KMeansResult(centroids + mean, assignments, inertia, iterations)
+
+
+def nearest_to_centroids(x: torch.Tensor, centroids: torch.Tensor,
+                         per_cluster: int | torch.Tensor = 1) -> torch.Tensor:
+    """Distinct row indices of x: the `per_cluster` nearest samples of every centroid, centroid by centroid.
+
+    `per_cluster` is one count for all centroids or a (k,) tensor of counts. When several centroids want the
+    same sample, the nearest centroid keeps it and the others move on to their next nearest unused sample.
+    """
+    k = centroids.shape[0]
+    quota = torch.as_tensor(per_cluster, dtype=torch.long).expand(k).clone().cpu()
+    total = int(quota.sum())
+    if total > x.shape[0]:
+        raise ValueError(f"cannot pick {total} distinct samples out of {x.shape[0]}")
+    x = x.detach()
+    mean = x.mean(0)  # centring keeps the distance expansion precise
+    d2 = squared_distances(centroids.to(x.dtype) - mean, x - mean)  # (k, n): rows are centroids
+    used = torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
+    picks = torch.full((k, int(quota.max()) if k else 0), -1, dtype=torch.long)
+    taken = torch.zeros(k, dtype=torch.long)
+    while True:
+        active = (taken < quota).nonzero().flatten()
+        if active.numel() == 0:
+            break
+        dist, best = d2[active.to(x.device)].masked_fill(used, math.inf).min(1)
+        # Claims sorted by distance; a sample goes to its first (nearest) claimant only.
+        order = torch.argsort(dist, stable=True)
+        sample = best[order]
+        position = torch.arange(order.numel(), device=x.device)
+        first = torch.full((x.shape[0],), order.numel(), device=x.device, dtype=torch.long)
+        first.scatter_reduce_(0, sample, position, reduce="amin")
+        won = first[sample] == position
+        winners, won_sample = active[order[won].cpu()], sample[won]
+        used[won_sample] = True
+        picks[winners, taken[winners]] = won_sample.cpu()
+        taken[winners] += 1
+    mask = torch.arange(picks.shape[1]).unsqueeze(0) < quota.unsqueeze(1)
+    return picks[mask].to(x.device)
