@@ -241,6 +241,7 @@ class Distiller:
                                              or done == cfg.distill.iterations):
                 self.run_dir.save_checkpoint(self.checkpoint_state(done, synthetic, image_optimizer))
         bar.close()
+        self.timings.extra.update(self.selector.timings())
         synthetic.clamp_()
         distilled = Distilled(synthetic.images.detach().cpu(), synthetic.labels.cpu(),
                               self.metadata(cfg.distill.iterations))
