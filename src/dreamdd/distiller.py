@@ -166,7 +166,7 @@ class Distiller:
             for c in self.classes:
                 loss = self.match_class(c, net, synthetic, g)
                 if not torch.isfinite(loss):
-                    raise DreamddError(f"the matching loss became {float(loss)} at outer iteration {it}, class "
+                    raise DreamddError(f"the matching loss became {float(loss.detach())} at outer iteration {it}, class "
                                        f"{c}; lower the image learning rate (--set synth.lr=...) or check the data")
                 t0 = time.perf_counter()
                 image_optimizer.zero_grad(set_to_none=True)
