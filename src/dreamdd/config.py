@@ -45,10 +45,57 @@ class SynthConfig:
 
 @dataclass
 class MatchConfig:
-    method: str = "idc"
+    method: str = "idc"            # idc | dc | dsa | dm | mtt | dreamplus (see dreamdd.methods)
     metric: str = "mse"            # mse | l1
     batch_real: int = 128          # real images per class per matching step (= k-means clusters for DREAM)
     augment: str = "color_crop_cutout"   # DSA ops shared by the real and the synthetic batch; "" for none
+
+
+@dataclass
+class DCConfig:
+    """DC (Zhao et al. ICLR 2021) and DSA (Zhao & Bilen ICML 2021)."""
+    outer_loop: int | None = None  # matching rounds per outer iteration; None: DC's rule by IPC (1:1, 10:10, 50:50)
+    inner_loop: int | None = None  # epochs on the synthetic set between rounds; None: by IPC (1:1, 10:50, 50:10)
+    batch_train: int = 256         # batch of the network's epochs on the synthetic set
+    metric: str = "dc"             # dc (per-output-channel 1 - cosine) | mse | l1
+    parameters: str = "all"        # all (DC) | conv (IDC)
+    augment: str = "color_crop_cutout_flip_scale_rotate"   # DSA's siamese augmentation (method dsa only)
+
+
+@dataclass
+class DMConfig:
+    """DM (Zhao & Bilen WACV 2023)."""
+    augment: str = "color_crop_cutout_flip_scale_rotate"   # siamese augmentation of real and synthetic batches
+
+
+@dataclass
+class MTTConfig:
+    """MTT (Cazenavette et al. CVPR 2022) and its expert trajectories (`dreamdd experts`)."""
+    experts: str | None = None     # folder written by `dreamdd experts`
+    expert_epochs: int = 2         # M: the expert epochs the student must cover
+    syn_steps: int = 20            # N: student steps on synthetic data per iteration
+    max_start_epoch: int = 20      # start epoch drawn from [0, max_start_epoch)
+    lr_lr: float = 1e-5            # learning rate of the learned student learning rate
+    lr_teacher: float = 0.01       # the experts' SGD learning rate (and the learned lr's start)
+    lr_init: float | None = None   # start of the learned lr; None: lr_teacher
+    lr_min: float = 1e-8           # the learned lr is kept above this
+    batch_syn: int | None = None   # synthetic images per student step; None: all
+    augment: str = "color_crop_cutout_flip_scale_rotate"   # DSA per sample in the student's steps
+    zca: bool = False              # ZCA-whiten network inputs (fitted on the training split; stored in the artifact)
+    zca_eps: float = 0.1           # ZCA regularisation (as kornia's ZCAWhitening in MTT's code)
+    expert_batch: int = 256        # `dreamdd experts`: SGD batch
+    expert_momentum: float = 0.0
+    expert_weight_decay: float = 0.0
+    expert_augment: str = "color_crop_cutout_flip_scale_rotate"
+
+
+@dataclass
+class DreamPlusConfig:
+    """DREAM+ (Liu et al. arXiv 2310.15052) on IDC's loop; n per sub-cluster is select.per_cluster."""
+    feature_weight: float = 1.0    # mean-embedding term of the bidirectional loss
+    gradient_weight: float = 1.0   # gradient term
+    warmup_epochs: int = 1         # epochs on real data after each network initialisation
+    warmup_images: int | None = None   # cap on the warm-up's images (None: warmup_epochs full epochs)
 
 
 @dataclass
@@ -92,6 +139,7 @@ class EvalConfig:
     cutmix_beta: float = 1.0
     repeats: int = 3
     val_every: int = 50            # epochs between validation passes that choose the checkpoint
+    patience: int = 0              # stop after this many validation passes without improvement (0: never)
 
 
 @dataclass
@@ -103,6 +151,10 @@ class Config:
     select: SelectConfig = field(default_factory=SelectConfig)
     distill: DistillConfig = field(default_factory=DistillConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    dc: DCConfig = field(default_factory=DCConfig)
+    dm: DMConfig = field(default_factory=DMConfig)
+    mtt: MTTConfig = field(default_factory=MTTConfig)
+    dreamplus: DreamPlusConfig = field(default_factory=DreamPlusConfig)
     seed: int = 0
     device: str = "auto"
     preset: str | None = None
@@ -118,13 +170,19 @@ class Config:
         return config
 
     def image_lr(self, image_size: int) -> float:
-        """The synthetic-image learning rate: explicit, or IDC's scaling with IPC and image size."""
+        """The synthetic-image learning rate: explicit; else the method's paper value (DC/DSA 0.1, DM 1.0; MTT
+        1000 scaled to pixels, see presets/mtt.yaml), or IDC's scaling with IPC and image size."""
         if self.synth.lr is not None:
             return self.synth.lr
+        if self.match.method in METHOD_IMAGE_LR:
+            return METHOD_IMAGE_LR[self.match.method]
         return self.synth.lr_base * (self.synth.ipc / 10) * (image_size / self.synth.lr_base_size) ** 2
 
 
-SECTIONS = ("data", "model", "synth", "match", "select", "distill", "eval")
+SECTIONS = ("data", "model", "synth", "match", "select", "distill", "eval", "dc", "dm", "mtt", "dreamplus")
+METHODS = ("idc", "dc", "dsa", "dm", "mtt", "dreamplus")
+# the original papers' image learning rates, used when synth.lr is unset (IDC and DREAM+ scale with IPC instead)
+METHOD_IMAGE_LR = {"dc": 0.1, "dsa": 0.1, "dm": 1.0, "mtt": 40.0}
 
 
 def _field_types(obj: Any) -> dict[str, Any]:
@@ -277,7 +335,10 @@ def resolve(dataset: str | None = None, ipc: int | None = None, preset: str | No
 
 CHOICES = {
     ("synth", "init"): ("noise", "real", "representative"),
-    ("match", "metric"): ("mse", "l1"),
+    ("match", "metric"): ("mse", "l1", "dc"),
+    ("match", "method"): METHODS,
+    ("dc", "metric"): ("dc", "mse", "l1"),
+    ("dc", "parameters"): ("all", "conv"),
     ("select", "selector"): ("dream", "representative", "random"),
     ("select", "kmeans_init"): ("kmeans++", "random"),
 }
@@ -285,7 +346,8 @@ POSITIVE = [("synth", "ipc"), ("synth", "factor"), ("synth", "max_per_class"), (
             ("select", "per_cluster"), ("select", "interval"), ("select", "kmeans_iter"),
             ("distill", "inner_loop"), ("distill", "net_batch"), ("distill", "checkpoint_every"),
             ("distill", "eval_repeats"), ("eval", "epochs"), ("eval", "batch"), ("eval", "repeats"),
-            ("eval", "val_every")]
+            ("eval", "val_every"), ("dc", "batch_train"), ("mtt", "expert_epochs"), ("mtt", "syn_steps"),
+            ("mtt", "max_start_epoch"), ("mtt", "expert_batch")]
 
 
 def validate(config: Config) -> None:
@@ -298,6 +360,19 @@ def validate(config: Config) -> None:
         value = getattr(getattr(config, section), key)
         if value is None or value < 1:
             raise DreamddError(f"{section}.{key} must be a positive integer, got {value!r}")
+    if config.eval.patience < 0:
+        raise DreamddError("eval.patience must be >= 0 (0 disables early stopping)")
+    for key in ("outer_loop", "inner_loop"):
+        value = getattr(config.dc, key)
+        if value is not None and value < (1 if key == "outer_loop" else 0):
+            raise DreamddError(f"dc.{key} must be {'positive' if key == 'outer_loop' else '>= 0'} (or none for "
+                               f"DC's rule by IPC), got {value!r}")
+    if config.mtt.batch_syn is not None and config.mtt.batch_syn < 1:
+        raise DreamddError("mtt.batch_syn must be a positive integer (or none for all synthetic images)")
+    if config.mtt.lr_teacher <= 0 or config.mtt.lr_lr < 0 or config.mtt.zca_eps < 0:
+        raise DreamddError("mtt.lr_teacher must be positive, mtt.lr_lr and mtt.zca_eps >= 0")
+    if config.dreamplus.warmup_epochs < 0 or (config.dreamplus.warmup_images or 0) < 0:
+        raise DreamddError("dreamplus.warmup_epochs and dreamplus.warmup_images must be >= 0")
     if config.distill.iterations < 0:
         raise DreamddError("distill.iterations must be >= 0")
     if config.select.per_cluster > config.match.batch_real:

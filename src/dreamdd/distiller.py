@@ -1,6 +1,9 @@
-"""The Distiller: IDC's outer/inner loop with a pluggable selector (random = IDC, representative = DREAM)."""
+"""The Distiller: the loop every method shares (synthetic set, image optimizer, outer-iteration counter,
+checkpoints, evaluation, records) with a pluggable Method (IDC, DC, DSA, DM, MTT, DREAM+) and selector
+(random, or representative = DREAM)."""
 from __future__ import annotations
 
+import dataclasses
 import platform
 import time
 from dataclasses import dataclass, field
@@ -20,7 +23,7 @@ from .rundir import RunDir
 from .seeding import generator
 from .selection import create_selector
 from .synthetic import SyntheticSet, initial_images
-from .training import build_network, make_augment, sgd, train_step
+from .training import build_network, make_augment
 
 
 def model_options(config: Config) -> dict[str, Any]:
@@ -67,11 +70,11 @@ class Distiller:
         self.log = log or (lambda message: None)
         self.timings = Timings()
         self._check_sizes()
-        self.method = create_method(config.match.method, metric=config.match.metric)
         self.selector = self._selector(config.select.selector)
         self.match_augment = make_augment(config.match.augment)
         self.net_augment = make_augment(config.distill.net_augment)
         self.image_lr = config.image_lr(self.info.image_size[0])
+        self.method = create_method(config.match.method, self)
 
     # ---- set-up ------------------------------------------------------------------------------------------
     def _check_sizes(self) -> None:
@@ -89,12 +92,15 @@ class Distiller:
         return create_selector("dream", per_cluster=s.per_cluster, interval=s.interval, pool_size=s.pool_size,
                                kmeans_init=s.kmeans_init, max_iter=s.kmeans_iter, tol=s.kmeans_tol)
 
-    def _network(self, *keys: object) -> torch.nn.Module:
+    def network(self, *keys: object) -> torch.nn.Module:
+        """A freshly initialised distillation network whose weights depend only on (seed, keys)."""
         return build_network(self.config.model.name, self.info.num_classes, self.info.channels,
                              self.info.image_size, model_options(self.config), self.config.seed, *keys,
                              device=self.device)
 
-    def _real(self, indices: torch.Tensor) -> torch.Tensor:
+    _network = network
+
+    def real(self, indices: torch.Tensor) -> torch.Tensor:
         """Normalized real training images on the compute device."""
         return self.info.normalize(self.data.train.batch(indices, self.device))
 
@@ -107,86 +113,28 @@ class Distiller:
             choose = None
         else:
             selector = create_selector("random") if init == "real" else self._selector("dream")
-            net = self._network("init") if init == "representative" else None
+            net = self.method.init_network() if init == "representative" else None
             g = generator(cfg.seed, "init")
 
             def choose(c: int, n: int) -> torch.Tensor:
-                idx = selector.select(c, bank.class_indices(c), n, net=net, images_fn=self._real, generator=g)
+                idx = selector.select(c, bank.class_indices(c), n, net=net, images_fn=self.real, generator=g)
                 return bank.batch(idx, self.device)
         images = initial_images(init, self.info.num_classes, cfg.synth.ipc, cfg.synth.factor,
                                 (self.info.channels, *self.info.image_size), choose,
                                 generator(cfg.seed, "init-noise"), self.device)
         return SyntheticSet(images, self.info.num_classes, cfg.synth.factor)
 
-    # ---- one outer iteration -----------------------------------------------------------------------------
-    def match_class(self, c: int, net, synthetic: SyntheticSet, g: torch.Generator) -> torch.Tensor:
-        """The matching loss of class c: a real batch (chosen by the selector) against class c's synthetic images."""
-        cfg = self.config
-        bank = self.data.train
-        t0 = time.perf_counter()
-        idx = self.selector.select(c, bank.class_indices(c), cfg.match.batch_real, net=net,
-                                   images_fn=self._real, generator=g)
-        t1 = time.perf_counter()
-        self.timings.select += t1 - t0
-        real = self._real(idx)
-        real_labels = torch.full((real.shape[0],), c, dtype=torch.long, device=self.device)
-        syn, syn_labels = synthetic.sample(c, cfg.synth.max_per_class, g)
-        syn = self.info.normalize(syn)
-        if self.match_augment is not None:
-            both = self.match_augment(torch.cat([real, syn]), g, shared=True)
-            real, syn = both[: real.shape[0]], both[real.shape[0]:]
-        loss = self.method.loss(net, real, real_labels, syn, syn_labels)
-        self.timings.match += time.perf_counter() - t1
-        return loss
-
-    def update_network(self, net, optimizer, g: torch.Generator) -> None:
-        """Train the matching network on random real batches until n_data images were seen (IDC)."""
-        cfg = self.config.distill
-        bank = self.data.train
-        t0 = time.perf_counter()
-        seen = 0
-        while seen < cfg.n_data:
-            idx = bank.sample(min(cfg.net_batch, cfg.n_data - seen), g)
-            train_step(net, optimizer, self._real(idx), bank.labels[idx].to(self.device), self.info.num_classes,
-                       g, self.net_augment, cfg.cutmix_prob)
-            seen += len(idx)
-        self.timings.network += time.perf_counter() - t0
-
-    def outer_iteration(self, it: int, synthetic: SyntheticSet, image_optimizer, bar: tqdm) -> float:
-        """A fresh network; `inner_loop` rounds of {one matching step per class, network update}."""
-        cfg = self.config
-        synthetic.clamp_()
-        net = self._network("distill", it)
-        net.train()
-        net_optimizer = sgd(net, cfg.distill.net_lr, cfg.distill.net_momentum, cfg.distill.net_weight_decay)
-        self.selector.reset()
-        g = generator(cfg.seed, "outer", it)
-        losses = []
-        for inner in range(cfg.distill.inner_loop):
-            for c in self.classes:
-                loss = self.match_class(c, net, synthetic, g)
-                if not torch.isfinite(loss):
-                    raise DreamddError(f"the matching loss became {float(loss.detach())} at outer iteration {it}, class "
-                                       f"{c}; lower the image learning rate (--set synth.lr=...) or check the data")
-                t0 = time.perf_counter()
-                image_optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                image_optimizer.step()
-                self.timings.match += time.perf_counter() - t0
-                losses.append(float(loss.detach()))
-            if cfg.distill.n_data > 0:   # as IDC's code: after every round, the last one included
-                self.update_network(net, net_optimizer, g)
-            self.timings.inner_iterations += 1
-            bar.update(1)
-        return sum(losses) / len(losses)
-
     # ---- evaluation and records --------------------------------------------------------------------------
     def evaluate(self, synthetic: SyntheticSet, repeats: int, epochs: int, test: bool) -> dict[str, Any]:
         t0 = time.perf_counter()
         images, labels = synthetic.decoded()
         model, options = eval_model(self.config)
-        result = evaluate_images(images, labels, self.data, model, options, self.config.eval, self.config.seed,
-                                 self.device, repeats=repeats, epochs=epochs, test=test, quiet=self.quiet)
+        recipe = self.config.eval
+        if self.method.eval_lr() is not None:    # MTT: train with the learned learning rate
+            recipe = dataclasses.replace(recipe, lr=self.method.eval_lr())
+        result = evaluate_images(images, labels, self.data, model, options, recipe, self.config.seed,
+                                 self.device, repeats=repeats, epochs=epochs, test=test, quiet=self.quiet,
+                                 preprocess=self.method.eval_preprocess())
         self.timings.evaluate += time.perf_counter() - t0
         return result
 
@@ -194,7 +142,8 @@ class Distiller:
         """All a resumed run needs: every random stream is derived from (seed, iteration), so no RNG bytes."""
         return {"completed": completed, "images": synthetic.images.detach().cpu(),
                 "image_optimizer": image_optimizer.state_dict(), "timings": self.timings.as_dict(),
-                "seed": self.config.seed}
+                "seed": self.config.seed, "method": self.method.state_dict(),
+                "selector": self.selector.state_dict()}
 
     def metadata(self, completed: int) -> dict[str, Any]:
         cfg = self.config
@@ -202,6 +151,7 @@ class Distiller:
                 "method": cfg.match.method, "selector": cfg.select.selector, "init": cfg.synth.init,
                 "model": {"name": cfg.model.name, **model_options(cfg)}, "seed": cfg.seed,
                 "iterations": completed, "preset": cfg.preset, "val_size": self.data.val_size,
+                "method_info": self.method.metadata(),
                 "versions": {"dreamdd": __version__, "torch": torch.__version__.split("+")[0],
                              "python": platform.python_version()}}
 
@@ -218,14 +168,18 @@ class Distiller:
         image_optimizer = torch.optim.SGD([synthetic.images], lr=self.image_lr, momentum=cfg.synth.momentum)
         if resume is not None:
             image_optimizer.load_state_dict(resume["image_optimizer"])
+            self.method.load_state_dict(resume.get("method", {}))
+            self.selector.load_state_dict(resume.get("selector", {}))
         self.log(f"distilling {self.info.name}: IPC {cfg.synth.ipc}, factor {cfg.synth.factor}, method "
                  f"{cfg.match.method}, selector {cfg.select.selector}, init {cfg.synth.init}, image lr "
                  f"{self.image_lr:.3g}, iterations {start}->{cfg.distill.iterations}, device {self.device}")
-        bar = tqdm(total=cfg.distill.iterations * cfg.distill.inner_loop, initial=start * cfg.distill.inner_loop,
+        steps = self.method.steps_per_iteration()
+        bar = tqdm(total=cfg.distill.iterations * steps, initial=start * steps,
                    desc="distill", unit="inner", disable=self.quiet, dynamic_ncols=True)
         for it in range(start, cfg.distill.iterations):
             t0 = time.perf_counter()
-            loss = self.outer_iteration(it, synthetic, image_optimizer, bar)
+            synthetic.clamp_()
+            loss = self.method.outer_iteration(it, synthetic, image_optimizer, bar.update)
             bar.set_postfix(outer=it + 1, loss=f"{loss:.4g}")
             event = {"event": "iteration", "iteration": it + 1, "loss": loss, "seconds": time.perf_counter() - t0}
             self._record(event)
@@ -244,7 +198,7 @@ class Distiller:
         self.timings.extra.update(self.selector.timings())
         synthetic.clamp_()
         distilled = Distilled(synthetic.images.detach().cpu(), synthetic.labels.cpu(),
-                              self.metadata(cfg.distill.iterations))
+                              self.metadata(cfg.distill.iterations), dict(self.method.artifact_tensors()))
         if final_eval:
             result = self.evaluate(synthetic, cfg.eval.repeats, cfg.eval.epochs, test=True)
             distilled.metadata["evaluation"] = result

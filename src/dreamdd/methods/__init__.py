@@ -1,5 +1,13 @@
-"""Matching objectives: what a synthetic batch must reproduce of a real batch, one module each."""
-from .base import MatchingMethod, create_method, list_methods
-from .gradient import GradientMatching
+"""Distillation methods behind one interface (Method): IDC, DC, DSA, DM, MTT and DREAM+, each combinable with
+every selector and initialiser. Importing the modules registers them."""
+from .base import MatchingMethod, Method, create_method, list_methods, register_method
+from .gradient import GradientMatching, feature_distance, gradient_distance
+from .idc import IDC  # noqa: E402  (registers "idc")
+from .dc import DC, DSA, dc_loops  # noqa: E402  (registers "dc", "dsa")
+from .dm import DM  # noqa: E402  (registers "dm")
+from .dreamplus import DreamPlus  # noqa: E402  (registers "dreamplus")
+from .mtt import MTT  # noqa: E402  (registers "mtt")
 
-__all__ = ["MatchingMethod", "GradientMatching", "create_method", "list_methods"]
+__all__ = ["DC", "DM", "DSA", "DreamPlus", "GradientMatching", "IDC", "MTT", "MatchingMethod", "Method",
+           "create_method", "dc_loops", "feature_distance", "gradient_distance", "list_methods",
+           "register_method"]

@@ -1,0 +1,127 @@
+"""DREAM's ablation (the paper's Table 3) for any method: representative matching on/off x representative
+initialisation on/off, at equal iterations and seeds, with periodic validation to find how many iterations each
+combination needs to reach the baseline's final accuracy.
+
+    .venv/bin/python benchmarks/ablation.py --method idc --dataset digits --ipc 2 --seeds 0 1 2 --iterations 20 \
+        [--preset dc] [--eval-every 5] [--set key=value ...]
+
+Baseline = random real batches and random real initialisation. "Iter" = the first evaluated outer iteration at
+which the combination's validation accuracy (mean over seeds) reaches the baseline's final validation accuracy
+(validation, not test: the test split is touched once per run, for the final number). Writes JSON to
+benchmarks/results/ablation-<method>-<dataset>-ipc<N>.json.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+import dreamdd
+from dreamdd.config import list_presets, parse_overrides
+from dreamdd.rundir import RunDir
+
+HERE = Path(__file__).resolve().parent
+COMBINATIONS = [("random", "real"), ("dream", "real"), ("random", "representative"), ("dream", "representative")]
+
+
+def mean_std(values: list[float]) -> tuple[float, float]:
+    values = [v for v in values if v == v]
+    if not values:
+        return float("nan"), float("nan")
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def curve(run_path: Path) -> dict[int, float]:
+    """Outer iteration -> validation accuracy, from the run's periodic and final evaluations."""
+    return {int(e["iteration"]): float(e["val_mean"]) for e in RunDir(run_path).events("eval")}
+
+
+def iterations_to_reach(curves: list[dict[int, float]], target: float) -> int | None:
+    """The first iteration evaluated in every seed whose mean validation accuracy reaches `target`."""
+    common = sorted(set.intersection(*(set(c) for c in curves))) if curves else []
+    for it in common:
+        if statistics.fmean(c[it] for c in curves) >= target:
+            return it
+    return None
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--method", default="idc", help="idc, dc, dsa, dm, mtt, dreamplus")
+    p.add_argument("--dataset", default="digits")
+    p.add_argument("--ipc", type=int, default=10)
+    p.add_argument("--preset", help="default: the method's preset (dc, dsa, dm, mtt, dreamplus) for those methods, "
+                                    "the dataset's for idc")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--iterations", type=int, required=True, help="outer iterations of every run")
+    p.add_argument("--eval-every", type=int, help="outer iterations between validation passes (default: 1/10)")
+    p.add_argument("--eval-epochs", type=int, help="epochs of a periodic validation network")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--runs", help="keep the run folders here (default: a temporary folder)")
+    p.add_argument("--out", help="JSON result file "
+                                 "(default: benchmarks/results/ablation-<method>-<dataset>-ipc<N>.json)")
+    p.add_argument("--device", default=None)
+    args = p.parse_args(argv)
+
+    preset = args.preset or (args.method if args.method != "idc" and args.method in list_presets() else None)
+    overrides = parse_overrides(args.overrides)
+    distill_settings = overrides.setdefault("distill", {})
+    distill_settings["eval_every"] = args.eval_every or max(1, args.iterations // 10)
+    if args.eval_epochs:
+        distill_settings["eval_epochs"] = args.eval_epochs
+    runs_dir = Path(args.runs) if args.runs else Path(tempfile.mkdtemp(prefix="dreamdd-ablation-"))
+    rows, started = [], time.time()
+    for selector, init in COMBINATIONS:
+        results, curves = [], []
+        for seed in args.seeds:
+            out = runs_dir / f"{args.method}-{selector}-{init}-s{seed}"
+            result = dreamdd.distill(args.dataset, args.ipc, preset=preset, method=args.method, selector=selector,
+                                     init=init, iterations=args.iterations, seed=seed, out=out, device=args.device,
+                                     overrides=overrides, quiet=True)
+            results.append(result.summary["evaluation"])
+            curves.append(curve(result.path))
+            print(f"  {args.method} selector={selector} init={init} seed={seed}: test "
+                  f"{results[-1]['test_mean']:.2f}", file=sys.stderr, flush=True)
+        test_mean, test_std = mean_std([r["test_mean"] for r in results])
+        rows.append({"method": args.method, "representative_matching": selector == "dream",
+                     "representative_init": init == "representative", "selector": selector, "init": init,
+                     "test_mean": test_mean, "test_std": test_std,
+                     "test_per_seed": [r["test_mean"] for r in results],
+                     "val_final": statistics.fmean(c[max(c)] for c in curves),
+                     "val_curve": {str(it): statistics.fmean(c[it] for c in curves)
+                                   for it in sorted(set.intersection(*(set(c) for c in curves)))}})
+    target = rows[0]["val_final"]
+    for row, (selector, init) in zip(rows, COMBINATIONS):
+        row_curves = [curve(runs_dir / f"{args.method}-{selector}-{init}-s{s}") for s in args.seeds]
+        row["iterations_to_baseline"] = iterations_to_reach(row_curves, target)
+
+    print(f"\n{args.dataset}, IPC {args.ipc}, {args.iterations} iterations, seeds {args.seeds}"
+          f" (Iter: first evaluated iteration reaching the baseline's final validation accuracy {target:.2f})")
+    print(f"{'Base':<10} {'Rep. matching':<14} {'Rep. init':<10} {'Top-1 (test)':<16} {'Iter':>6}")
+    for row in rows:
+        it = row["iterations_to_baseline"]
+        print(f"{row['method']:<10} {'yes' if row['representative_matching'] else '-':<14} "
+              f"{'yes' if row['representative_init'] else '-':<10} "
+              f"{row['test_mean']:6.2f} +- {row['test_std']:<5.2f}  "
+              f"{it if it is not None else '>' + str(args.iterations):>6}")
+    name = f"ablation-{args.method}-{Path(args.dataset).stem}-ipc{args.ipc}.json"
+    out = Path(args.out) if args.out else HERE / "results" / name
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"method": args.method, "dataset": args.dataset, "ipc": args.ipc, "preset": preset,
+                               "iterations": args.iterations, "seeds": args.seeds, "overrides": overrides,
+                               "baseline_val_final": target, "rows": rows, "wall_seconds": time.time() - started,
+                               "torch": torch.__version__, "python": platform.python_version(),
+                               "runs": str(runs_dir)}, indent=2) + "\n")
+    print(f"written {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,159 @@
+"""MTT's expert trajectories (Cazenavette et al., CVPR 2022): networks trained on the real training split with
+SGD (lr_teacher, DSA per sample, no CutMix), their parameters snapshotted every epoch.
+
+On disk, a folder: experts.json (the manifest) and one expert_NNN.safetensors per expert holding 'trajectory',
+a float32 (epochs + 1, num_params) tensor: row e is the flattened parameter vector after e epochs (row 0: the
+initialisation). Rows are read one at a time, so memory does not grow with the number of experts or epochs.
+"""
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+from torch import nn
+from tqdm.auto import tqdm
+
+from .config import Config
+from .errors import DreamddError
+from .rundir import atomic_write, read_json, write_json
+from .seeding import generator
+from .training import build_network, make_augment, sgd, train_step
+from .zca import ZCA, Preprocessed, fit_zca
+
+MANIFEST = "experts.json"
+FORMAT = "dreamdd-experts"
+
+
+def flat_parameters(net: nn.Module) -> torch.Tensor:
+    return torch.cat([p.detach().reshape(-1) for p in net.parameters()]).float().cpu()
+
+
+def model_record(config: Config) -> dict[str, Any]:
+    from .distiller import model_options
+    return {"name": config.model.name, **model_options(config)}
+
+
+def zca_for(config: Config, data, device: torch.device) -> ZCA | None:
+    """The ZCA layer fitted on the training split (normalized images), when mtt.zca is on."""
+    if not config.mtt.zca:
+        return None
+    bank, info = data.train, data.info
+    mean, matrix = fit_zca(lambda idx: info.normalize(bank.batch(idx, device)), len(bank), config.mtt.zca_eps)
+    return ZCA(mean, matrix).to(device)
+
+
+def train_experts(config: Config, data, out: str | os.PathLike, experts: int, epochs: int,
+                  device: torch.device, quiet: bool = True, log: Callable[[str], None] | None = None) -> Path:
+    """Train `experts` networks for `epochs` epochs each on data.train; write their trajectories into `out`."""
+    if experts < 1 or epochs < 1:
+        raise DreamddError("experts need --experts >= 1 and --epochs >= 1")
+    out = Path(out)
+    if out.exists() and any(out.iterdir()):
+        raise DreamddError(f"expert folder {out} is not empty; choose another --out")
+    out.mkdir(parents=True, exist_ok=True)
+    log = log or (lambda message: None)
+    info, bank, m = data.info, data.train, config.mtt
+    zca = zca_for(config, data, device)
+    augment = make_augment(m.expert_augment)
+    from .distiller import model_options
+    manifest: dict[str, Any] = {
+        "format": FORMAT, "format_version": 1, "dataset": info.to_dict(),
+        "split": {"dataset": config.data.dataset, "root": config.data.root, "val_size": config.data.val_size,
+                  "seed": config.seed},
+        "model": model_record(config), "zca": bool(m.zca), "zca_eps": m.zca_eps, "epochs": epochs,
+        "lr_teacher": m.lr_teacher, "batch": m.expert_batch, "augment": m.expert_augment, "seed": config.seed,
+        "files": [], "num_params": None}
+    bar = tqdm(total=experts * epochs, desc="experts", unit="epoch", disable=quiet, dynamic_ncols=True)
+    started = time.perf_counter()
+    for i in range(experts):
+        net = build_network(config.model.name, info.num_classes, info.channels, info.image_size,
+                            model_options(config), config.seed, "expert", i, device=device)
+        model = Preprocessed(zca, net) if zca is not None else net
+        optimizer = sgd(net, m.lr_teacher, m.expert_momentum, m.expert_weight_decay)
+        g = generator(config.seed, "expert", i)
+        trajectory = [flat_parameters(net)]
+        for _ in range(epochs):
+            order = torch.randperm(len(bank), generator=g)
+            for start in range(0, len(bank), m.expert_batch):
+                idx = order[start:start + m.expert_batch]
+                train_step(model, optimizer, info.normalize(bank.batch(idx, device)), bank.labels[idx].to(device),
+                           info.num_classes, g, augment, 0.0)
+            trajectory.append(flat_parameters(net))
+            bar.update(1)
+        name = f"expert_{i:03d}.safetensors"
+        stacked = torch.stack(trajectory).contiguous()
+        atomic_write(out / name, lambda tmp: save_file({"trajectory": stacked}, str(tmp)))
+        manifest["files"].append(name)
+        manifest["num_params"] = int(stacked.shape[1])
+        write_json(out / MANIFEST, manifest)
+        log(f"expert {i + 1}/{experts} trained ({epochs} epochs)")
+    bar.close()
+    manifest["seconds"] = time.perf_counter() - started
+    write_json(out / MANIFEST, manifest)
+    return out
+
+
+class ExpertBuffer:
+    """Read access to a folder of expert trajectories, one parameter row at a time."""
+
+    def __init__(self, folder: str | os.PathLike):
+        self.folder = Path(folder)
+        path = self.folder / MANIFEST
+        if not path.exists():
+            raise DreamddError(f"no expert trajectories at {self.folder} (missing {MANIFEST}); train them first with "
+                               "`dreamdd experts --dataset NAME --out DIR` and pass --set mtt.experts=DIR")
+        self.manifest = read_json(path)
+        if self.manifest.get("format") != FORMAT or not self.manifest.get("files"):
+            raise DreamddError(f"{path} is not a finished dreamdd expert manifest")
+        self.files = [self.folder / f for f in self.manifest["files"]]
+        self.epochs = int(self.manifest["epochs"])
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def check(self, config: Config, num_params: int) -> None:
+        """Experts must come from the same network and input transform as the student."""
+        want = model_record(config)
+        if self.manifest["model"] != want:
+            raise DreamddError(f"the experts in {self.folder} were trained with model {self.manifest['model']}, "
+                               f"this run uses {want}; train experts with the same model settings")
+        if bool(self.manifest["zca"]) != bool(config.mtt.zca):
+            raise DreamddError(f"the experts in {self.folder} were trained with zca={self.manifest['zca']}; set "
+                               f"mtt.zca={str(self.manifest['zca']).lower()} or train new experts")
+        if int(self.manifest["num_params"]) != num_params:
+            raise DreamddError(f"the experts in {self.folder} have {self.manifest['num_params']} parameters, the "
+                               f"student has {num_params}; train experts for this dataset and model")
+
+    def row(self, expert: int, epoch: int) -> torch.Tensor:
+        """The flattened parameters of `expert` after `epoch` epochs."""
+        with safe_open(str(self.files[expert]), framework="pt") as f:
+            return f.get_slice("trajectory")[epoch:epoch + 1][0]
+
+
+def experts(dataset: str, out: str | os.PathLike, *, experts: int = 5, epochs: int = 20, preset: str | None = None,
+            overrides: dict[str, Any] | None = None, seed: int | None = None, device: str | None = None,
+            data_root: str | None = None, quiet: bool = True) -> Path:
+    """Train MTT expert trajectories for `dataset` with the model and mtt.* settings of its preset (or `preset`)
+    and `overrides`; the same settings must be used when distilling with --set mtt.experts=OUT."""
+    from . import data as datasets
+    from .config import merge, resolve, validate
+    from .devices import resolve_device
+    named: dict[str, Any] = {}
+    if seed is not None:
+        named["seed"] = seed
+    if data_root is not None:
+        named["data"] = {"root": data_root}
+    config = resolve(dataset, None, preset, named)
+    if overrides:
+        merge(config, overrides, origin="--set")
+        validate(config)
+    d = config.data
+    data = datasets.load(d.dataset, root=d.root, val_size=d.val_size, seed=config.seed, download=d.download,
+                         verify=d.verify)
+    log = (lambda message: None) if quiet else (lambda message: tqdm.write(message))
+    return train_experts(config, data, out, experts, epochs, resolve_device(device or config.device), quiet, log)

@@ -1,0 +1,91 @@
+"""DC (Zhao, Mopuri and Bilen, ICLR 2021) and DSA (Zhao and Bilen, ICML 2021): per-layer gradient matching with
+DC's distance over all parameters; per outer iteration a fresh network, `outer_loop` rounds of {one image step
+on the loss summed over classes, then the network trained on the synthetic set for `inner_loop` epochs}.
+DSA is DC with differentiable siamese augmentation (dc.augment) of the real and synthetic batches, and the same
+augmentation per sample when the network trains on the synthetic set; DC uses none."""
+from __future__ import annotations
+
+import time
+from typing import Any, Callable
+
+import torch
+
+from ..seeding import generator
+from ..training import make_augment, sgd, train_step
+from .base import Method, register_method
+from .gradient import GradientMatching
+
+
+def dc_loops(ipc: int) -> tuple[int, int]:
+    """DC's (outer_loop, inner_loop) by IPC, from its code's get_loops (other IPCs: the nearest listed one)."""
+    table = {1: (1, 1), 10: (10, 50), 20: (20, 25), 30: (30, 20), 40: (40, 15), 50: (50, 10)}
+    nearest = min(table, key=lambda k: (abs(k - ipc), k))
+    return table[nearest]
+
+
+@register_method("dc")
+class DC(Method):
+    name = "dc"
+
+    def __init__(self, host):
+        super().__init__(host)
+        cfg = self.config
+        self.objective = GradientMatching(cfg.dc.metric, cfg.dc.parameters)
+        self.augment = self.make_augment()
+        default_outer, default_inner = dc_loops(cfg.synth.ipc)
+        self.outer_loop = cfg.dc.outer_loop or default_outer
+        self.inner_loop = cfg.dc.inner_loop if cfg.dc.inner_loop is not None else default_inner
+
+    def make_augment(self):
+        return None
+
+    def steps_per_iteration(self) -> int:
+        return self.outer_loop
+
+    def train_on_synthetic(self, net, optimizer, synthetic, g: torch.Generator) -> None:
+        """`inner_loop` epochs of the network on a detached copy of the decoded synthetic set (DC's `epoch`),
+        with DSA per-sample augmentation for DSA (dc.augment), none for DC."""
+        host, cfg = self.host, self.config
+        t0 = time.perf_counter()
+        images, labels = synthetic.decoded()
+        images, labels = host.info.normalize(images), labels.to(images.device)
+        for _ in range(self.inner_loop):
+            order = torch.randperm(images.shape[0], generator=g).to(images.device)
+            for start in range(0, images.shape[0], cfg.dc.batch_train):
+                idx = order[start:start + cfg.dc.batch_train]
+                train_step(net, optimizer, images[idx], labels[idx], host.info.num_classes, g,
+                           self.augment, 0.0)
+        host.timings.network += time.perf_counter() - t0
+
+    def outer_iteration(self, it: int, synthetic, image_optimizer, progress: Callable[[int], Any]) -> float:
+        cfg, host = self.config, self.host
+        g = generator(cfg.seed, "outer", it)
+        net = host.network("distill", it)
+        net.train()
+        net_optimizer = sgd(net, cfg.distill.net_lr, cfg.distill.net_momentum, cfg.distill.net_weight_decay)
+        host.selector.reset()
+        losses = []
+        for ol in range(self.outer_loop):
+            t0 = time.perf_counter()
+            loss = 0
+            for c in host.classes:
+                real, real_labels, syn, syn_labels = self.paired_batches(c, net, synthetic, g,
+                                                                         cfg.match.batch_real, self.augment)
+                loss = loss + self.objective.loss(net, real, real_labels, syn, syn_labels)
+            host.timings.match += time.perf_counter() - t0
+            losses.append(self.image_step(loss, image_optimizer, it) / len(host.classes))
+            if ol < self.outer_loop - 1 and self.inner_loop > 0:
+                self.train_on_synthetic(net, net_optimizer, synthetic, g)
+            host.timings.inner_iterations += 1
+            progress(1)
+        return sum(losses) / len(losses)
+
+
+@register_method("dsa")
+class DSA(DC):
+    """DC with differentiable siamese augmentation (dc.augment, DSA's 'color_crop_cutout_flip_scale_rotate')."""
+
+    name = "dsa"
+
+    def make_augment(self):
+        return make_augment(self.config.dc.augment)

@@ -1,0 +1,61 @@
+"""IDC's loop (Kim et al., ICML 2022), the one DREAM was released in: a fresh network every outer iteration;
+`inner_loop` rounds of {one gradient-matching image step per class, then the network trained on real data}."""
+from __future__ import annotations
+
+import time
+from typing import Any, Callable
+
+import torch
+
+from ..seeding import generator
+from ..training import sgd
+from .base import Method, register_method
+from .gradient import GradientMatching
+
+
+@register_method("idc")
+class IDC(Method):
+    """Gradient matching of conv-weight gradients (mse or l1), one image step per class per round."""
+
+    name = "idc"
+
+    def __init__(self, host):
+        super().__init__(host)
+        self.objective = GradientMatching(self.config.match.metric, "conv")
+
+    def steps_per_iteration(self) -> int:
+        return self.config.distill.inner_loop
+
+    def prepare_network(self, it: int, g: torch.Generator):
+        """A fresh network and its optimizer for outer iteration `it` (DREAM+ also warms it up)."""
+        cfg = self.config.distill
+        net = self.host.network("distill", it)
+        net.train()
+        return net, sgd(net, cfg.net_lr, cfg.net_momentum, cfg.net_weight_decay)
+
+    def class_loss(self, c: int, net, synthetic, g: torch.Generator) -> torch.Tensor:
+        """The matching loss of class c: a real batch (chosen by the selector) against class c's synthetic images."""
+        host = self.host
+        real, real_labels, syn, syn_labels = self.paired_batches(c, net, synthetic, g, self.config.match.batch_real,
+                                                                 host.match_augment)
+        t0 = time.perf_counter()
+        loss = self.objective.loss(net, real, real_labels, syn, syn_labels)
+        host.timings.match += time.perf_counter() - t0
+        return loss
+
+    def outer_iteration(self, it: int, synthetic, image_optimizer, progress: Callable[[int], Any]) -> float:
+        cfg = self.config
+        host = self.host
+        g = generator(cfg.seed, "outer", it)
+        net, net_optimizer = self.prepare_network(it, g)
+        host.selector.reset()
+        losses = []
+        for _ in range(cfg.distill.inner_loop):
+            for c in host.classes:
+                loss = self.class_loss(c, net, synthetic, g)
+                losses.append(self.image_step(loss, image_optimizer, it, f", class {c}"))
+            if cfg.distill.n_data > 0:   # as IDC's code: after every round, the last one included
+                self.train_on_real(net, net_optimizer, g, cfg.distill.n_data)
+            host.timings.inner_iterations += 1
+            progress(1)
+        return sum(losses) / len(losses)
