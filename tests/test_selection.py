@@ -243,7 +243,7 @@ def test_factory_and_errors():
     assert isinstance(create_selector("dream", interval=3), RepresentativeSelector)
     assert isinstance(create_selector("representative"), RepresentativeSelector)
     with pytest.raises(DreamddError, match="unknown selector"):
-        create_selector("herding")
+        create_selector("farthest-first")
     with pytest.raises(DreamddError):
         RepresentativeSelector(kmeans_init="forgy")
     with pytest.raises(DreamddError):

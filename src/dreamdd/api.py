@@ -1,25 +1,28 @@
 """The Python API, mirroring the command line: distill(), evaluate(), load_distilled()."""
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 from tqdm.auto import tqdm
 
 from . import data as datasets
-from .artifact import METADATA, TENSORS, Distilled, load_distilled, save_distilled
-from .config import Config, EvalConfig, dump_yaml, merge, resolve, validate
+from .artifact import METADATA, TENSORS, Distilled, learned_eval_settings, load_distilled, save_distilled
+from .config import Config, EvalConfig, default_preset, dump_yaml, load_preset, merge, resolve, validate
 from .devices import resolve_device
-from .distiller import Distiller
+from .distiller import Distiller, model_options
+from .coreset import feature_network, select_coreset
 from .errors import DreamddError
-from .evaluation import evaluate_images
+from .evaluation import BankTrainingSet, evaluate_images, evaluate_training_set
 from .report import save_grid
 from .rundir import CONFIG, LOG, SUMMARY, RunDir, write_json, write_text
+from .sources import load_source
 
 
 @dataclass
@@ -46,10 +49,12 @@ def _logger(run: RunDir, quiet: bool):
 
 
 def distill(dataset: str | None = None, ipc: int | None = None, *, preset: str | None = None,
-            selector: str | None = None, init: str | None = None, iterations: int | None = None,
+            selector: str | None = None, init: str | None = None, method: str | None = None,
+            iterations: int | None = None,
             out: str | os.PathLike | None = None, overrides: dict[str, Any] | None = None,
             seed: int | None = None, device: str | None = None, data_root: str | None = None,
-            resume: str | os.PathLike | None = None, evaluate: bool = True, quiet: bool = True) -> RunResult:
+            resume: str | os.PathLike | None = None, evaluate: bool = True, tensorboard: bool = False,
+            quiet: bool = True) -> RunResult:
     """Distill a dataset into a run folder (or continue the run in `resume`) and return the result.
 
     Settings are resolved as: defaults <- preset (default: `<dataset>-ipc<N>` or `<dataset>`) <- the named
@@ -61,7 +66,8 @@ def distill(dataset: str | None = None, ipc: int | None = None, *, preset: str |
         if dataset is None:
             raise DreamddError("no dataset given; name one (e.g. digits, mnist, cifar10) or a folder / .npz path")
         named: dict[str, Any] = {}
-        for section, key, value in (("select", "selector", selector), ("synth", "init", init),
+        for section, key, value in (("match", "method", method), ("select", "selector", selector),
+                                    ("synth", "init", init),
                                     ("distill", "iterations", iterations), ("data", "root", data_root)):
             if value is not None:
                 named.setdefault(section, {})[key] = value
@@ -78,6 +84,8 @@ def distill(dataset: str | None = None, ipc: int | None = None, *, preset: str |
         write_text(run.file(CONFIG), dump_yaml(config))
         state = None
     log = _logger(run, quiet)
+    if tensorboard:
+        run.enable_tensorboard()
     started = time.time()
     write_json(run.file(SUMMARY), {"status": "running", "started": started})
     try:
@@ -138,29 +146,131 @@ def _resume(path: Path, iterations: int | None) -> tuple[RunDir, Config, dict[st
     return run, config, state
 
 
-def evaluate(source: str | os.PathLike | Distilled, *, model: str | None = None, repeats: int | None = None,
-             epochs: int | None = None, data_root: str | None = None, device: str = "auto", seed: int = 0,
-             quiet: bool = True) -> dict[str, Any]:
-    """Evaluate a distilled set with fresh networks, the recipe of its run unless told otherwise."""
-    distilled = source if isinstance(source, Distilled) else load_distilled(source)
-    meta = distilled.metadata
-    split = meta.get("split", {})
-    if "dataset" not in split:
-        raise DreamddError("the artifact does not say which dataset it was distilled from (metadata 'split')")
-    stored = (meta.get("evaluation") or {}).get("recipe", {})
+def _recipe(stored: dict[str, Any], dataset: str, overrides: dict[str, Any] | None) -> EvalConfig:
+    """The evaluation recipe: the artifact's own, else the dataset's preset; then `overrides` (eval section)."""
     config = Config()
+    if not stored:
+        preset = default_preset(dataset, None)
+        if preset is not None:
+            merge(config, {"eval": load_preset(preset).get("eval", {})}, origin=f"preset {preset}")
     merge(config, {"eval": {k: v for k, v in stored.items() if k in EvalConfig.__dataclass_fields__}},
           origin="artifact recipe")
-    recipe = config.eval
+    if overrides:
+        merge(config, overrides, origin="--set")
+        validate(config)
+    return config.eval
+
+
+def _prepare(source, dataset: str | None, mean, std, factor, data_root: str | None, overrides):
+    """Load the set (any source), its dataset splits and the evaluation recipe."""
+    distilled = source if isinstance(source, Distilled) else load_source(source, dataset, mean=mean, std=std,
+                                                                          factor=factor)
+    meta = distilled.metadata
+    split = dict(meta.get("split", {}))
+    if dataset is not None:
+        split["dataset"] = dataset
+    if "dataset" not in split:
+        raise DreamddError("the artifact does not say which dataset it was distilled from; pass --dataset NAME")
+    data = datasets.load(split["dataset"], root=data_root or split.get("root", "data"),
+                         val_size=split.get("val_size", 0.1), seed=split.get("seed", 0))
+    recipe = _recipe((meta.get("evaluation") or {}).get("recipe", {}), split["dataset"], overrides)
+    return distilled, data, recipe
+
+
+def _model_for(meta: dict[str, Any], recipe: EvalConfig, model: str | None) -> tuple[str, dict[str, Any]]:
+    """The evaluation network: asked for, else the recipe's, else the distillation model (with its options)."""
     model_meta = dict(meta.get("model", {"name": "convnet"}))
     distill_model = model_meta.pop("name")
     name = model or recipe.model or distill_model
-    options = model_meta if name == distill_model else {}
-    data = datasets.load(split["dataset"], root=data_root or split.get("root", "data"), val_size=split.get("val_size", 0.1),
-                         seed=split.get("seed", 0))
+    return name, (model_meta if name == distill_model else {})
+
+
+def evaluate_models(source: str | os.PathLike | Distilled, models: Sequence[str | None], *,
+                    repeats: int | None = None, epochs: int | None = None, dataset: str | None = None,
+                    mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
+                    factor: int | None = None, data_root: str | None = None, device: str = "auto",
+                    seed: int = 0, workers: int = 1, overrides: dict[str, Any] | None = None,
+                    quiet: bool = True) -> list[dict[str, Any]]:
+    """Evaluate one distilled set on several architectures with the same recipe; one summary per model."""
+    distilled, data, recipe = _prepare(source, dataset, mean, std, factor, data_root, overrides)
     images, labels = distilled.decoded()
-    return evaluate_images(images, labels, data, name, options, recipe, seed, resolve_device(device),
-                           repeats=repeats, epochs=epochs, quiet=quiet)
+    torch_device = resolve_device(device)
+    learned_lr, preprocess = learned_eval_settings(distilled)   # MTT: its learned lr and ZCA whitening
+    if learned_lr is not None:
+        recipe = dataclasses.replace(recipe, lr=learned_lr)
+    results = []
+    for model in models:
+        name, options = _model_for(distilled.metadata, recipe, model)
+        results.append(evaluate_images(images, labels, data, name, options, recipe, seed, torch_device,
+                                       repeats=repeats, epochs=epochs, quiet=quiet, workers=workers,
+                                       preprocess=preprocess))
+    return results
 
 
-__all__ = ["distill", "evaluate", "load_distilled", "RunResult"]
+def evaluate(source: str | os.PathLike | Distilled, *, model: str | None = None, **options) -> dict[str, Any]:
+    """Evaluate a distilled set (a dreamdd artifact, a .pt / .npz of images and labels, or an image folder)
+    with fresh networks: the recipe of its run (or of the dataset's preset) unless told otherwise.
+    Options as evaluate_models()."""
+    return evaluate_models(source, [model], **options)[0]
+
+
+def evaluate_whole_dataset(dataset: str, *, model: str | None = None, repeats: int | None = None,
+                           epochs: int | None = None, data_root: str | None = None, device: str = "auto",
+                           seed: int = 0, val_size: float = 0.1, workers: int = 1,
+                           overrides: dict[str, Any] | None = None, quiet: bool = True) -> dict[str, Any]:
+    """The upper bound: the same recipe on the whole training split (less the validation split)."""
+    data = datasets.load(dataset, root=data_root or "data", val_size=val_size, seed=seed)
+    recipe = _recipe({}, dataset, overrides)
+    name = model or recipe.model or "convnet"
+    torch_device = resolve_device(device)
+    trainset = BankTrainingSet(data.train, data.info, torch_device)
+    return evaluate_training_set(trainset, data, name, {}, recipe, seed, torch_device, repeats=repeats,
+                                 epochs=epochs, quiet=quiet, workers=workers)
+
+
+def select(dataset: str, per_class: int, method: str = "random", *, out: str | os.PathLike | None = None,
+           feature_epochs: int = 2, seed: int = 0, data_root: str | None = None, device: str = "auto",
+           evaluate: bool = True, overrides: dict[str, Any] | None = None, quiet: bool = True) -> RunResult:
+    """A coreset baseline: `per_class` real images per class chosen by `method`, written as an artifact (like
+    distill) and evaluated with the dataset's recipe."""
+    named: dict[str, Any] = {"seed": seed, "device": device}
+    if data_root is not None:
+        named["data"] = {"root": data_root}
+    config = resolve(dataset, per_class, None, named)
+    if overrides:
+        merge(config, overrides, origin="--set")
+        validate(config)
+    config.synth.factor = 1
+    run = RunDir.create(out, f"{Path(config.data.dataset).stem}-coreset-{method}-{per_class}-s{seed}")
+    write_text(run.file(CONFIG), dump_yaml(config))
+    log = _logger(run, quiet)
+    started = time.time()
+    torch_device = resolve_device(config.device)
+    data = load_data(config)
+    net = None if method == "random" else feature_network(config, data, torch_device, feature_epochs, quiet)
+    indices = select_coreset(data, method, per_class, net, seed, torch_device)
+    images = data.train.images[indices].float() / 255
+    labels = data.train.labels[indices]
+    metadata = {"dataset": data.info.to_dict(), "ipc": per_class, "factor": 1, "method": f"coreset-{method}",
+                "selector": method, "init": None, "seed": seed, "feature_epochs": feature_epochs,
+                "model": {"name": config.model.name, **model_options(config)}, "val_size": data.val_size,
+                "train_indices": indices.tolist(),
+                "split": {"dataset": config.data.dataset, "root": config.data.root,
+                          "val_size": config.data.val_size, "seed": seed}}
+    distilled = Distilled(images, labels, metadata)
+    if evaluate:
+        name, options = _model_for(metadata, config.eval, None)
+        distilled.metadata["evaluation"] = evaluate_images(images, labels, data, name, options, config.eval, seed,
+                                                           torch_device, quiet=quiet)
+    save_distilled(run.path, distilled)
+    save_grid(run.file("grid.png"), images, labels, data.info.class_names,
+              title=f"{data.info.name}, {per_class} per class, coreset {method}")
+    summary = {"status": "finished", "run": str(run.path), "dataset": data.info.name, "method": f"coreset-{method}",
+               "ipc": per_class, "seed": seed, "wall_seconds": time.time() - started,
+               "artifact": str(run.file(TENSORS)), "evaluation": _brief(distilled.metadata.get("evaluation"))}
+    write_json(run.file(SUMMARY), summary)
+    log(f"coreset {method}: {per_class} per class; results in {run.path}")
+    return RunResult(run.path, distilled, summary)
+
+
+__all__ = ["distill", "evaluate", "evaluate_models", "evaluate_whole_dataset", "select", "load_distilled", "RunResult"]

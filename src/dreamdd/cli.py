@@ -31,6 +31,9 @@ def distill_parser(sub) -> None:
     p.add_argument("--preset", help="settings preset (default: <dataset>-ipc<N> or <dataset> when one exists; "
                                     "see `dreamdd presets`)")
     p.add_argument("--selector", choices=["dream", "random"], help="real batches: representative (DREAM) or random")
+    p.add_argument("--method", choices=["idc", "dc", "dsa", "dm", "mtt", "dreamplus"],
+                   help="matching framework (default: the preset's, idc); mtt needs --set mtt.experts=DIR "
+                        "(see `dreamdd experts`)")
     p.add_argument("--init", choices=["noise", "real", "representative"], help="synthetic initialisation")
     p.add_argument("--iterations", type=int, help="outer iterations (with --resume: the new total)")
     p.add_argument("--out", help="run folder to create (default: runs/<dataset>-ipc<N>-<method>-<selector>-s<seed>)")
@@ -38,19 +41,121 @@ def distill_parser(sub) -> None:
                    help="override any setting, e.g. --set select.interval=5 --set eval.repeats=5")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue a stopped run from its last checkpoint")
     p.add_argument("--no-eval", action="store_true", help="skip the final evaluation")
+    p.add_argument("--tensorboard", action="store_true", help="also log metrics to RUN_DIR/tensorboard "
+                                                                "(needs the tensorboard package)")
     add_common(p)
 
 
 def evaluate_parser(sub) -> None:
     p = sub.add_parser("evaluate", help="train fresh networks on a distilled set and report test accuracy",
                        description="Evaluate a distilled set: fresh networks trained on it with DSA and CutMix, "
-                                   "the checkpoint chosen on the validation split, the test split used once.")
-    p.add_argument("path", help="a run folder or its distilled.safetensors")
+                                   "the checkpoint chosen on the validation split, the test split used once. "
+                                   "PATH is a dreamdd run folder or artifact, a .pt or .npz of images and "
+                                   "labels (loaded without running code), or a folder of class sub-folders.")
+    p.add_argument("path", nargs="?", help="the distilled set (omit with --whole-dataset)")
     p.add_argument("--model", help="evaluation network (default: the one the set was distilled with)")
-    p.add_argument("--repeats", type=int, help="fresh networks to train (mean and std)")
+    p.add_argument("--models", help="comma-separated networks, e.g. convnet3,resnet10_bn,densenet121: "
+                                    "prints a table and writes it as markdown, CSV and JSON")
+    p.add_argument("--repeats", type=int, help="fresh networks per model (mean and std)")
     p.add_argument("--epochs", type=int, help="training epochs per network")
+    p.add_argument("--workers", type=int, default=1, help="train the repeats in this many processes (CPU)")
+    p.add_argument("--dataset", help="the dataset whose splits evaluate the set (needed for non-dreamdd sets)")
+    p.add_argument("--mean", help="comma-separated mean the stored images were normalized with (non-dreamdd)")
+    p.add_argument("--std", help="comma-separated std the stored images were normalized with (non-dreamdd)")
+    p.add_argument("--factor", type=int, help="multi-formation factor of the stored images (non-dreamdd)")
+    p.add_argument("--whole-dataset", metavar="NAME", help="evaluate the whole training set of NAME instead "
+                                                           "(the upper bound), with the same recipe")
+    p.add_argument("--table", metavar="PREFIX", help="where to write the table (default: PATH/eval_table or "
+                                                     "./eval_table)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override the recipe, e.g. --set eval.patience=4 --set eval.lr=0.02")
     p.add_argument("--json", action="store_true", help="print the full result as JSON")
     add_common(p)
+
+
+def select_parser(sub) -> None:
+    p = sub.add_parser("select", help="coreset baseline: real images per class chosen by a selection method",
+                       description="Choose N real images per class (random, herding, k-center greedy, or DREAM's "
+                                   "representative k-means selection) in the embedding of a network trained "
+                                   "briefly on the real data; write them as an artifact, as distill does, and "
+                                   "evaluate them with the dataset's recipe.")
+    p.add_argument("--dataset", required=True)
+    p.add_argument("--per-class", type=int, required=True, help="images per class")
+    p.add_argument("--method", default="random", choices=["random", "herding", "kcenter", "representative"])
+    p.add_argument("--feature-epochs", type=int, default=2, help="epochs of the feature network (default 2)")
+    p.add_argument("--out", help="folder to create (default: runs/<dataset>-coreset-<method>-<N>-s<seed>)")
+    p.add_argument("--no-eval", action="store_true", help="skip the evaluation")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override settings (model.*, eval.*), e.g. --set eval.repeats=5")
+    add_common(p)
+
+
+def experts_parser(sub) -> None:
+    p = sub.add_parser("experts", help="train MTT expert trajectories on the real training split",
+                       description="Train expert networks (SGD with mtt.lr_teacher, DSA, no CutMix) and store their "
+                                   "parameters after every epoch as safetensors plus experts.json; distill with "
+                                   "--method mtt --set mtt.experts=DIR and the same model settings.")
+    p.add_argument("--dataset", required=True, help="dataset name or path (as for distill)")
+    p.add_argument("--out", required=True, help="folder to write (must be new or empty)")
+    p.add_argument("--experts", type=int, default=5, help="expert networks to train (default 5)")
+    p.add_argument("--epochs", type=int, default=20, help="epochs per expert (default 20; MTT used 50)")
+    p.add_argument("--preset", help="settings preset for the model and mtt.* (default: the dataset's)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a setting, e.g. --set mtt.zca=true --set model.width=64")
+    add_common(p)
+
+
+def run_experts(args) -> int:
+    from .config import parse_overrides
+    from .experts import experts
+    out = experts(args.dataset, args.out, experts=args.experts, epochs=args.epochs, preset=args.preset,
+                  overrides=parse_overrides(args.overrides), seed=args.seed, device=args.device,
+                  data_root=args.data_root, quiet=args.quiet)
+    print(f"experts: {out} (experts.json and one expert_NNN.safetensors per expert)")
+    return 0
+
+
+def report_parser(sub) -> None:
+    p = sub.add_parser("report", help="write report.html for one or more run folders",
+                       description="Write a self-contained report.html (images embedded) for one or more run "
+                                   "folders: overview, validation accuracy against outer iteration, matching "
+                                   "loss, synthetic-image grids, evaluation tables, timings and configuration; "
+                                   "the plots are also written as PNGs beside it (<name>-accuracy.png, "
+                                   "<name>-loss.png).")
+    p.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run folders (distill's or select's)")
+    p.add_argument("--out", metavar="FILE", help="the page to write (default: RUN_DIR/report.html for one run, "
+                                                 "./report.html for several)")
+
+
+def compare_parser(sub) -> None:
+    p = sub.add_parser("compare", help="overlay two runs' accuracy curves; iterations to reach the other's "
+                                       "final accuracy",
+                       description="Overlay two runs' accuracy curves (periodic validation plus the final "
+                                   "evaluation) and print each run's final accuracy, the first outer iteration "
+                                   "at which it reaches the other's final accuracy (or 'never') and the ratio "
+                                   "of the other's iterations to it (> 1: fewer iterations). A run's final "
+                                   "accuracy is its final evaluation's, else its last periodic one.")
+    p.add_argument("run_a", metavar="RUN_A", help="a run folder")
+    p.add_argument("run_b", metavar="RUN_B", help="another run folder (e.g. the baseline)")
+    p.add_argument("--out", metavar="PNG", default="compare.png", help="the plot to write (default: ./compare.png)")
+    p.add_argument("--metric", default="val_mean",
+                   help="accuracy key of the eval events in metrics.jsonl (default: val_mean, validation; "
+                        "test_mean exists only in the final evaluation)")
+
+
+def run_report(args) -> int:
+    from .report import write_report
+    page, plots = write_report(args.runs, args.out)
+    print(f"report: {page} (plots: {', '.join(str(p) for p in plots)})")
+    return 0
+
+
+def run_compare(args) -> int:
+    from .report import compare_runs
+    comparison = compare_runs(args.run_a, args.run_b, metric=args.metric, plot=args.out)
+    print("\n".join(comparison.lines()))
+    print(f"plot: {comparison.plot}")
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -60,7 +165,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"dreamdd {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     distill_parser(sub)
+    experts_parser(sub)
     evaluate_parser(sub)
+    select_parser(sub)
+    report_parser(sub)
+    compare_parser(sub)
     p = sub.add_parser("datasets", help="list the known datasets and whether their files are present")
     p.add_argument("--data-root", default="data", help="folder searched for dataset files (default: ./data)")
     sub.add_parser("presets", help="list the settings presets")
@@ -73,9 +182,10 @@ def run_distill(args) -> int:
     if args.resume is None and (args.dataset is None or (args.ipc is None and args.preset is None)):
         raise DreamddError("distill needs --dataset and --ipc (or a --preset), or --resume RUN_DIR")
     result = distill(args.dataset, args.ipc, preset=args.preset, selector=args.selector, init=args.init,
+                     method=args.method,
                      iterations=args.iterations, out=args.out, overrides=parse_overrides(args.overrides),
                      seed=args.seed, device=args.device, data_root=args.data_root, resume=args.resume,
-                     evaluate=not args.no_eval, quiet=args.quiet)
+                     evaluate=not args.no_eval, tensorboard=args.tensorboard, quiet=args.quiet)
     evaluation = result.summary.get("evaluation")
     if evaluation:
         print(f"test accuracy {evaluation['test_mean']:.2f} +- {evaluation['test_std']:.2f} "
@@ -84,17 +194,66 @@ def run_distill(args) -> int:
     return 0
 
 
+def _floats(text: str | None) -> list[float] | None:
+    if text is None:
+        return None
+    try:
+        return [float(v) for v in text.split(",")]
+    except ValueError:
+        raise DreamddError(f"{text!r} is not a comma-separated list of numbers, e.g. 0.4914,0.4822,0.4465") from None
+
+
+def _accuracy_line(result: dict) -> str:
+    return (f"{result['model']}: test accuracy {result['test_mean']:.2f} +- {result['test_std']:.2f} over "
+            f"{result['repeats']} networks, {result['epochs']} epochs (validation {result['val_mean']:.2f}, "
+            f"{result['val_size']} images)")
+
+
 def run_evaluate(args) -> int:
-    from .api import evaluate
-    result = evaluate(args.path, model=args.model, repeats=args.repeats, epochs=args.epochs,
-                      data_root=args.data_root, device=args.device or "auto",
-                      seed=0 if args.seed is None else args.seed, quiet=args.quiet)
-    if args.json:
-        print(json.dumps(result, indent=2))
+    from pathlib import Path
+
+    from .api import evaluate_models, evaluate_whole_dataset
+    from .config import parse_overrides
+    from .tables import markdown, write_tables
+    common = dict(repeats=args.repeats, epochs=args.epochs, data_root=args.data_root,
+                  device=args.device or "auto", seed=0 if args.seed is None else args.seed, workers=args.workers,
+                  overrides=parse_overrides(args.overrides), quiet=args.quiet)
+    models = args.models.split(",") if args.models else [args.model]
+    if args.whole_dataset:
+        results = [evaluate_whole_dataset(args.whole_dataset, model=m, **common) for m in models]
+        title = f"{args.whole_dataset}: whole training set"
+    elif args.path is None:
+        raise DreamddError("evaluate needs PATH (a distilled set) or --whole-dataset NAME")
     else:
-        print(f"{result['model']}: test accuracy {result['test_mean']:.2f} +- {result['test_std']:.2f} over "
-              f"{result['repeats']} networks, {result['epochs']} epochs (validation {result['val_mean']:.2f}, "
-              f"{result['val_size']} images)")
+        results = evaluate_models(args.path, models, dataset=args.dataset, mean=_floats(args.mean),
+                                  std=_floats(args.std), factor=args.factor, **common)
+        title = f"{args.path}"
+    if args.json:
+        print(json.dumps(results if len(results) > 1 else results[0], indent=2))
+    elif len(results) == 1:
+        print(_accuracy_line(results[0]))
+    else:
+        print(markdown(results, title))
+    if args.models:
+        source = Path(args.path) if args.path else None
+        default = (source if source and source.is_dir() else Path(".")) / "eval_table"
+        paths = write_tables(args.table or default, results, title)
+        print("table: " + ", ".join(str(p) for p in paths))
+    return 0
+
+
+def run_select(args) -> int:
+    from .api import select
+    from .config import parse_overrides
+    result = select(args.dataset, args.per_class, args.method, out=args.out, feature_epochs=args.feature_epochs,
+                    seed=0 if args.seed is None else args.seed, data_root=args.data_root,
+                    device=args.device or "auto", evaluate=not args.no_eval,
+                    overrides=parse_overrides(args.overrides), quiet=args.quiet)
+    evaluation = result.summary.get("evaluation")
+    if evaluation:
+        print(f"test accuracy {evaluation['test_mean']:.2f} +- {evaluation['test_std']:.2f} "
+              f"({evaluation['repeats']} x {evaluation['model']}, {evaluation['epochs']} epochs)")
+    print(f"results: {result.path}")
     return 0
 
 
@@ -117,7 +276,10 @@ def run_presets(args) -> int:
     return 0
 
 
-COMMANDS = {"distill": run_distill, "evaluate": run_evaluate, "datasets": run_datasets, "presets": run_presets}
+COMMANDS = {"distill": run_distill, "evaluate": run_evaluate, "select": run_select, "datasets": run_datasets, "presets": run_presets}
+COMMANDS["experts"] = run_experts
+COMMANDS["report"] = run_report
+COMMANDS["compare"] = run_compare
 
 
 def main(argv: Sequence[str] | None = None) -> int:

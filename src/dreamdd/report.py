@@ -1,51 +1,559 @@
-"""Pictures of a run: the grid of synthetic images per class."""
+"""Pages of runs: read run folders, compare their accuracy curves, write a self-contained report.html.
+
+A run folder's eval events (metrics.jsonl) give an accuracy curve: the periodic validation evaluations during
+distillation and the final evaluation after it. `iterations_to_reach(curve, target)` is the first outer
+iteration at which a curve reaches a target accuracy; `compare_curves` uses it for the paper's "iterations to
+reach the baseline". The figures are drawn by `dreamdd.plots`.
+"""
 from __future__ import annotations
 
+import base64
+import csv
+import html
+import json
+import math
 import os
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Iterable, Sequence
 
-import torch
+from .errors import DreamddError
+from .plots import image_grid, metric_label, plot_accuracy, plot_loss, save_grid  # noqa: F401 (save_grid: api)
+from .rundir import CONFIG, METRICS, SUMMARY, atomic_write
 
-from .rundir import atomic_write
+METADATA = "metadata.json"   # as artifact.METADATA; not imported from there to keep this module light
+GRID = "grid.png"
+TABLE_GLOB = "eval_table*"
+RUN_FILES = (CONFIG, METRICS, SUMMARY, METADATA)
 
-
-def image_grid(images: torch.Tensor, labels: torch.Tensor, num_classes: int, max_per_class: int = 10,
-               pad: int = 1) -> torch.Tensor:
-    """One row per class, up to `max_per_class` images each, as a (C, H, W) tensor in [0, 1]."""
-    images = images.detach().cpu().float().clamp(0, 1)
-    c, h, w = images.shape[1:]
-    cols = max(1, min(max_per_class, max(int((labels == k).sum()) for k in range(num_classes))))
-    grid = torch.ones(c, num_classes * (h + pad) + pad, cols * (w + pad) + pad)
-    for k in range(num_classes):
-        for j, img in enumerate(images[labels.cpu() == k][:cols]):
-            top, left = pad + k * (h + pad), pad + j * (w + pad)
-            grid[:, top:top + h, left:left + w] = img
-    return grid
+Curve = Sequence[tuple[int, float]]
 
 
-def save_grid(path: str | os.PathLike, images: torch.Tensor, labels: torch.Tensor,
-              class_names: Sequence[str], max_per_class: int = 10, title: str | None = None) -> Path:
-    """Write the class-by-row grid as a PNG with class names on the left."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+# ---- curves --------------------------------------------------------------------------------------------------
+def iterations_to_reach(curve: Iterable[tuple[int, float]], target: float) -> int | None:
+    """The first iteration at which `curve` (pairs of iteration and accuracy) reaches `target` (accuracy >=
+    target), or None when it never does. Points are taken in order of iteration; NaN accuracies never reach."""
+    for iteration, accuracy in sorted(curve, key=lambda p: p[0]):
+        if accuracy >= target:
+            return iteration
+    return None
 
-    grid = image_grid(images, labels, len(class_names), max_per_class)
-    rows = len(class_names)
-    cols = grid.shape[2] / (grid.shape[1] / rows)   # grid width in units of one row's height
-    fig, ax = plt.subplots(figsize=(1.2 + 0.8 * cols, 0.3 + 0.8 * rows), dpi=100)
-    pixels = grid.permute(1, 2, 0).numpy()
-    ax.imshow(pixels[..., 0] if pixels.shape[2] == 1 else pixels, cmap="gray" if pixels.shape[2] == 1 else None,
-              vmin=0, vmax=1, interpolation="nearest")
-    step = grid.shape[1] / rows
-    ax.set_yticks([step * (k + 0.5) for k in range(rows)])
-    ax.set_yticklabels(list(class_names), fontsize=8)
-    ax.set_xticks([])
-    if title:
-        ax.set_title(title, fontsize=9)
-    fig.tight_layout()
+
+@dataclass
+class Reach:
+    """How one run fares against the other's final accuracy."""
+    final_iteration: int        # this run's last point: iteration and accuracy
+    final: float
+    target_iteration: int       # the other run's last point: the accuracy to reach and when the other had it
+    target: float
+    iteration: int | None       # first iteration at which this run reaches `target`; None: never
+
+    @property
+    def ratio(self) -> float | None:
+        """The other run's iterations over this run's iterations to the same accuracy (> 1: this one is faster)."""
+        if self.iteration is None or self.iteration <= 0:
+            return None
+        return self.target_iteration / self.iteration
+
+
+def compare_curves(a: Curve, b: Curve) -> tuple[Reach, Reach]:
+    """For each curve, the first iteration at which it reaches the other's final accuracy (its last point)."""
+    if not a or not b:
+        raise ValueError("both curves need at least one point")
+    last_a = max(a, key=lambda p: p[0])
+    last_b = max(b, key=lambda p: p[0])
+    return (Reach(last_a[0], last_a[1], last_b[0], last_b[1], iterations_to_reach(a, last_b[1])),
+            Reach(last_b[0], last_b[1], last_a[0], last_a[1], iterations_to_reach(b, last_a[1])))
+
+
+# ---- run folders ---------------------------------------------------------------------------------------------
+@dataclass
+class EvalTable:
+    """An evaluation table found in a run folder (eval_table*.json / .csv, else .md shown as text)."""
+    name: str
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    note: str = ""
+    text: str | None = None
+
+
+@dataclass
+class RunRecord:
+    """What a run folder holds, read leniently: every file is optional, unreadable parts become `problems`."""
+    path: Path
+    label: str
+    events: list[dict[str, Any]]
+    summary: dict[str, Any] | None
+    metadata: dict[str, Any] | None
+    config_text: str | None
+    tables: list[EvalTable]
+    problems: list[str]
+
+    def iterations(self) -> list[dict[str, Any]]:
+        return [e for e in self.events if e.get("event") == "iteration" and _number(e.get("iteration"))]
+
+    def losses(self) -> list[tuple[int, float]]:
+        return [(e["iteration"], e["loss"]) for e in self.iterations() if _number(e.get("loss"))]
+
+    def points(self, metric: str = "val_mean") -> list[dict[str, Any]]:
+        """The periodic eval events that hold `metric`, by iteration."""
+        rows = [e for e in self.events if e.get("event") == "eval" and not e.get("final")
+                and _number(e.get("iteration")) and _number(e.get(metric))]
+        return sorted(rows, key=lambda e: e["iteration"])
+
+    def final_evaluation(self) -> dict[str, Any] | None:
+        """The final evaluation: its eval event, else summary.json's evaluation (with the run's last iteration,
+        when known; a coreset run has none)."""
+        finals = [e for e in self.events if e.get("event") == "eval" and e.get("final")]
+        if finals:
+            return finals[-1]
+        evaluation = (self.summary or {}).get("evaluation")
+        if not isinstance(evaluation, dict):
+            return None
+        iteration = (self.summary or {}).get("iterations", (self.metadata or {}).get("iterations"))
+        return {"event": "eval", "final": True, **({"iteration": iteration} if _number(iteration) else {}),
+                **evaluation}
+
+    def final_event(self, metric: str = "val_mean") -> dict[str, Any] | None:
+        """The final evaluation when it can go on a curve of `metric`: it has an iteration and that metric."""
+        event = self.final_evaluation()
+        if event is not None and _number(event.get("iteration")) and _number(event.get(metric)):
+            return event
+        return None
+
+    def curve(self, metric: str = "val_mean") -> list[tuple[int, float]]:
+        """(iteration, accuracy): the periodic evaluations, then the final one."""
+        points = [(e["iteration"], float(e[metric])) for e in self.points(metric)]
+        final = self.final_event(metric)
+        if final is not None:
+            points.append((final["iteration"], float(final[metric])))
+        return sorted(points, key=lambda p: p[0])
+
+    def final_accuracy(self, metric: str = "val_mean") -> tuple[int, float] | None:
+        """The run's final accuracy: the final evaluation's, else the last periodic one; with its iteration."""
+        curve = self.curve(metric)
+        return curve[-1] if curve else None
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _read_json(path: Path, problems: list[str]) -> Any:
+    if not path.exists():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        problems.append(f"{path.name} could not be read ({error})")
+        return None
+
+
+def _read_events(path: Path, problems: list[str]) -> list[dict[str, Any]]:
+    if not path.exists():
+        return []
+    events, bad = [], 0
+    for line in path.read_text(errors="replace").splitlines():
+        if not line.strip():
+            continue
+        try:
+            event = json.loads(line)
+        except ValueError:
+            bad += 1
+            continue
+        if isinstance(event, dict):
+            events.append(event)
+        else:
+            bad += 1
+    if bad:
+        problems.append(f"{path.name}: {bad} unreadable line(s) skipped")
+    return events
+
+
+def _cell(text: str) -> Any:
+    """A CSV cell as a number when it is one."""
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def read_tables(folder: Path, problems: list[str] | None = None) -> list[EvalTable]:
+    """The evaluation tables of a folder: eval_table*.json (rows: a list, or {"rows": [...]}), else the .csv of
+    the same name, else the .md as text."""
+    problems = [] if problems is None else problems
+    tables: dict[str, EvalTable] = {}
+    for path in sorted(folder.glob(TABLE_GLOB + ".json")):
+        data = _read_json(path, problems)
+        rows = data.get("rows") if isinstance(data, dict) else data
+        if isinstance(rows, list) and all(isinstance(r, dict) for r in rows):
+            note = data.get("recipe") if isinstance(data, dict) and isinstance(data.get("recipe"), str) else ""
+            tables[path.stem] = EvalTable(path.name, rows, "Recipe: " + note if note else "")
+        elif data is not None:
+            problems.append(f"{path.name} holds no list of rows")
+    for path in sorted(folder.glob(TABLE_GLOB + ".csv")):
+        if path.stem not in tables:
+            try:
+                with open(path, newline="") as f:
+                    rows = [{k: _cell(v) for k, v in row.items() if k is not None} for row in csv.DictReader(f)]
+                tables[path.stem] = EvalTable(path.name, rows)
+            except (OSError, csv.Error, UnicodeDecodeError) as error:
+                problems.append(f"{path.name} could not be read ({error})")
+    for path in sorted(folder.glob(TABLE_GLOB + ".md")):
+        if path.stem not in tables:
+            tables[path.stem] = EvalTable(path.name, text=path.read_text(errors="replace"))
+    return [tables[k] for k in sorted(tables)]
+
+
+def load_run(path: str | os.PathLike, label: str | None = None) -> RunRecord:
+    """Read a run folder (distill's or select's); any file may be missing, but not all of them."""
     path = Path(path)
-    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png"))
-    plt.close(fig)
-    return path
+    if not path.is_dir():
+        raise DreamddError(f"{path} is not a folder; give the run folder a `dreamdd distill` wrote")
+    if not any((path / name).exists() for name in RUN_FILES):
+        raise DreamddError(f"{path} is not a dreamdd run folder: it has none of {', '.join(RUN_FILES)}")
+    problems: list[str] = []
+    summary = _read_json(path / SUMMARY, problems)
+    metadata = _read_json(path / METADATA, problems)
+    config = path / CONFIG
+    return RunRecord(path=path, label=label or path.resolve().name, events=_read_events(path / METRICS, problems),
+                     summary=summary if isinstance(summary, dict) else None,
+                     metadata=metadata if isinstance(metadata, dict) else None,
+                     config_text=config.read_text(errors="replace") if config.exists() else None,
+                     tables=read_tables(path, problems), problems=problems)
+
+
+def load_runs(paths: Sequence[str | os.PathLike]) -> list[RunRecord]:
+    """Several runs, labelled by folder name (with parent folders added until the labels differ)."""
+    resolved = [Path(p).resolve() for p in paths]
+    depth = 1
+    labels = [p.name for p in resolved]
+    while len(set(labels)) < len(labels) and depth < 6:
+        depth += 1
+        labels = ["/".join(p.parts[-depth:]) for p in resolved]
+    if len(set(labels)) < len(labels):
+        labels = [f"{label} ({k + 1})" for k, label in enumerate(labels)]
+    return [load_run(p, label) for p, label in zip(paths, labels)]
+
+
+# ---- compare -------------------------------------------------------------------------------------------------
+@dataclass
+class Comparison:
+    runs: tuple[RunRecord, RunRecord]
+    metric: str
+    reaches: tuple[Reach, Reach]
+    plot: Path | None = None
+
+    def lines(self) -> list[str]:
+        """The comparison as text lines (what `dreamdd compare` prints)."""
+        a, b = self.runs
+        what = metric_label(self.metric).replace(" (%)", "")
+        out = [f"accuracy: {what} ('{self.metric}' of the eval events in metrics.jsonl); a run's final accuracy is "
+               f"its final evaluation's, else its last periodic one"]
+        for run, reach in zip(self.runs, self.reaches):
+            final = run.final_event(self.metric)
+            source = "final evaluation" if final is not None else "last periodic evaluation"
+            event = final if final is not None else run.points(self.metric)[-1]
+            protocol = _protocol(event)
+            periodic = run.points(self.metric)
+            extra = f"; periodic: {_protocol(periodic[-1]) or '?'} at {len(periodic)} point(s)" if periodic else ""
+            out.append(f"{run.label}: final {reach.final:.2f} at iteration {reach.final_iteration} "
+                       f"({source}{', ' + protocol if protocol else ''}{extra})  [{run.path}]")
+        for (run, other), reach in zip(((a, b), (b, a)), self.reaches):
+            head = f"{run.label} reaches {other.label}'s final {reach.target:.2f}"
+            if reach.iteration is None:
+                best = max(acc for _, acc in run.curve(self.metric))
+                out.append(f"{head}: never (best {best:.2f} within {reach.final_iteration} iterations)")
+            else:
+                ratio = reach.ratio
+                out.append(f"{head} at iteration {reach.iteration}; ratio {other.label}'s iterations / "
+                           f"{run.label}'s = {reach.target_iteration}/{reach.iteration} = "
+                           + (f"{ratio:.2f}" if ratio is not None else "n/a"))
+        protocols = {_protocol(e) for run in self.runs for e in run.points(self.metric)}
+        protocols |= {_protocol(run.final_event(self.metric) or {}) for run in self.runs}
+        protocols.discard("")
+        if len(protocols) > 1:
+            out.append(f"note: the points were measured with different protocols ({', '.join(sorted(protocols))}); "
+                       "for like-for-like curves set distill.eval_epochs and distill.eval_repeats to eval.epochs "
+                       "and eval.repeats")
+        return out
+
+
+def _protocol(event: dict[str, Any]) -> str:
+    if not _number(event.get("repeats")) or not _number(event.get("epochs")):
+        return ""
+    return f"{event['repeats']} x {event['epochs']} epochs"
+
+
+def compare_runs(run_a: str | os.PathLike, run_b: str | os.PathLike, metric: str = "val_mean",
+                 plot: str | os.PathLike | None = None) -> Comparison:
+    """Compare two run folders by `metric`; with `plot`, also write their overlaid accuracy curves there."""
+    runs = load_runs([run_a, run_b])
+    for run in runs:
+        if not run.curve(metric):
+            raise DreamddError(f"{run.path} has no eval events with '{metric}' (metrics.jsonl) and no final "
+                               f"evaluation holding it; compare needs an accuracy curve (default metric val_mean)")
+    comparison = Comparison((runs[0], runs[1]), metric, compare_curves(runs[0].curve(metric), runs[1].curve(metric)))
+    if plot is not None:
+        comparison.plot = plot_accuracy(runs, plot, metric, mark_finals=True,
+                                        title=f"{runs[0].label} vs {runs[1].label}: "
+                                              f"{metric_label(metric).replace(' (%)', '')} against outer iteration")
+    return comparison
+
+
+# ---- the page ------------------------------------------------------------------------------------------------
+def esc(value: Any) -> str:
+    """A value as escaped HTML text; numbers shortened."""
+    if isinstance(value, bool) or value is None:
+        return html.escape(str(value) if value is not None else "")
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return html.escape(str(value))
+        return f"{value:.0f}" if abs(value) >= 1000 else f"{value:.4g}"
+    if isinstance(value, (dict, list)):
+        return html.escape(json.dumps(value))
+    return html.escape(str(value))
+
+
+def _pm(mean: Any, std: Any) -> str:
+    if not _number(mean):
+        return "–" if mean is None else esc(mean)
+    return f'<span class="pm">{mean:.2f} ± {std:.2f}</span>' if _number(std) else f"{mean:.2f}"
+
+
+def html_table(rows: Sequence[dict[str, Any]], columns: Sequence[str] | None = None,
+               css_class: str = "") -> str:
+    """A table of dict rows, columns in order of first appearance; X_mean and X_std pairs become 'mean ± std'."""
+    if columns is None:
+        columns = []
+        for row in rows:
+            columns += [k for k in row if k not in columns]
+    pairs = {c[:-5] for c in columns if c.endswith("_mean") and c[:-5] + "_std" in columns}
+    shown = [c for c in columns if not (c.endswith("_std") and c[:-4] in pairs)]
+    names = {"val": "validation (%)", "test": "test (%)"}
+    head = "".join(f"<th>{esc(names.get(c[:-5], c[:-5]) + ', mean ± std' if c[:-5] in pairs and c.endswith('_mean') else c)}</th>"
+                   for c in shown)
+    body = []
+    for row in rows:
+        cells = []
+        for c in shown:
+            if c.endswith("_mean") and c[:-5] in pairs:
+                cells.append(f"<td>{_pm(row.get(c), row.get(c[:-5] + '_std'))}</td>")
+            else:
+                cells.append(f"<td>{esc(row.get(c))}</td>")
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    cls = f' class="{esc(css_class)}"' if css_class else ""
+    return f"<table{cls}><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+
+
+def _data_uri(png: Path) -> str:
+    return "data:image/png;base64," + base64.b64encode(png.read_bytes()).decode("ascii")
+
+
+def _img(png: Path, alt: str, css_class: str = "") -> str:
+    cls = f' class="{css_class}"' if css_class else ""
+    return f'<img{cls} src="{_data_uri(png)}" alt="{esc(alt)}">'
+
+
+def _seconds(value: Any) -> str:
+    if not _number(value):
+        return "–"
+    if value < 10:
+        return f"{value:.3g} s"
+    return f"{value:.1f} s" if value < 600 else f"{value / 60:.1f} min"
+
+
+def _timing(key: str, value: Any) -> str:
+    """A summary.json timing, by what its name says: a share, a count, or seconds."""
+    if not _number(value):
+        return esc(value)
+    if key.endswith("share"):
+        return f"{100 * value:.1f} %"
+    if isinstance(value, int) or key.endswith(("iterations", "selections")) and float(value).is_integer():
+        return str(int(value))
+    return esc(_seconds(value))
+
+
+def _overview_row(run: RunRecord, anchor: str) -> str:
+    s, m = run.summary or {}, run.metadata or {}
+    dataset = s.get("dataset") or m.get("dataset")
+    if isinstance(dataset, dict):
+        dataset = dataset.get("name")
+    final = run.final_evaluation() or {}
+    periodic = run.points("val_mean")
+    val = final if _number(final.get("val_mean")) else (periodic[-1] if periodic else {})
+    cells = [f'<a href="#{anchor}">{esc(run.label)}</a>', esc(s.get("status", "–")), esc(dataset),
+             esc(s.get("ipc", m.get("ipc"))), esc(s.get("method", m.get("method"))),
+             esc(s.get("selector", m.get("selector"))), esc(s.get("init", m.get("init"))),
+             esc(s.get("iterations", m.get("iterations"))),
+             _pm(val.get("val_mean"), val.get("val_std")), _pm(final.get("test_mean"), final.get("test_std")),
+             esc(_protocol(final)) or "–", esc(_seconds(s.get("wall_seconds")))]
+    return "<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>"
+
+
+OVERVIEW_COLUMNS = ("run", "status", "dataset", "IPC", "method", "selector", "init", "iterations",
+                    "final validation (%)", "final test (%)", "final evaluation", "wall time")
+
+
+def _config_html(text: str) -> str:
+    """config.yaml as it is, cut at its top-level keys into blocks that flow in columns."""
+    blocks: list[list[str]] = []
+    for line in text.rstrip("\n").splitlines():
+        if not blocks or (line[:1] not in (" ", "\t", "-", "") and blocks[-1]):
+            blocks.append([])
+        blocks[-1].append(line)
+    return '<div class="config">' + "".join(f"<pre>{esc(chr(10).join(b))}</pre>" for b in blocks) + "</div>"
+
+
+def _run_section(run: RunRecord, anchor: str) -> str:
+    s, m = run.summary or {}, run.metadata or {}
+    parts = [f'<section class="run" id="{anchor}"><h2>{esc(run.label)}</h2>',
+             f'<p class="path">{esc(run.path.resolve())}</p>']
+    if s.get("status") not in (None, "finished"):
+        parts.append(f'<p class="warn">status: {esc(s.get("status"))}'
+                     + (f" — {esc(s['error'])}" if s.get("error") else "") + "</p>")
+    for problem in run.problems:
+        parts.append(f'<p class="warn">{esc(problem)}</p>')
+
+    parts.append('<h3>Synthetic images</h3>')
+    grid = run.path / GRID
+    if grid.exists() and grid.stat().st_size > 0:
+        parts.append(_img(grid, f"synthetic images of {run.label}, one row per class", "grid"))
+    else:
+        parts.append(f'<p class="missing">no {GRID} in this run</p>')
+
+    parts.append('<h3>Evaluation</h3>')
+    final = run.final_evaluation()
+    evaluation = m.get("evaluation") if isinstance(m.get("evaluation"), dict) else None
+    if final is not None:
+        keys = ("model", "repeats", "epochs", "val_mean", "val_std", "test_mean", "test_std", "val_size")
+        source = {**(evaluation or {}), **(s.get("evaluation") or {}), **final}
+        parts.append(html_table([{k: source.get(k) for k in keys if k in source}]))
+    else:
+        parts.append('<p class="missing">no final evaluation recorded</p>')
+    networks = (evaluation or {}).get("runs")
+    if isinstance(networks, list) and networks and all(isinstance(r, dict) for r in networks):
+        parts.append("<p>Each network (checkpoint chosen on the validation split, then tested once):</p>")
+        parts.append(html_table(networks))
+    points = run.points("val_mean")
+    if points:
+        parts.append("<p>Periodic validation during distillation:</p>")
+        parts.append(html_table([{k: e.get(k) for k in ("iteration", "val_mean", "val_std", "repeats", "epochs")}
+                                 for e in points]))
+    for table in run.tables:
+        parts.append(f'<h4 class="table-name">{esc(table.name)}</h4>')
+        if table.text is not None:
+            parts.append(f"<pre>{esc(table.text)}</pre>")
+        elif table.rows:
+            first = [c for c in ("model", "test_mean", "test_std") if any(c in r for r in table.rows)]
+            rest = []
+            for row in table.rows:
+                rest += [k for k in row if k not in first and k not in rest]
+            parts.append(html_table(table.rows, first + rest, "eval-table"))
+        else:
+            parts.append('<p class="missing">empty table</p>')
+        if table.note:
+            parts.append(f'<p class="note">{esc(table.note)}</p>')
+
+    parts.append('<h3>Timings</h3>')
+    timings = s.get("timings") if isinstance(s.get("timings"), dict) else {}
+    iterations = run.iterations()
+    pairs = [("wall time", _seconds(s.get("wall_seconds")))]
+    seconds = [e["seconds"] for e in iterations if _number(e.get("seconds"))]
+    if seconds:
+        pairs.append((f"outer iteration (mean of {len(seconds)})", _seconds(sum(seconds) / len(seconds))))
+    pairs += [(k, _timing(k, v)) for k, v in timings.items()]
+    if len(pairs) > 1 or _number(s.get("wall_seconds")):
+        rows = "".join(f"<tr><th>{esc(k)}</th><td>{v}</td></tr>" for k, v in pairs)
+        parts.append(f'<table class="kv"><tbody>{rows}</tbody></table>')
+        parts.append('<p class="note">select, match, network, evaluate: time spent in each part of the loop; '
+                     'select_share: selection\'s share of select + match + network.</p>')
+    else:
+        parts.append('<p class="missing">no timings recorded</p>')
+
+    parts.append('<h3>Configuration</h3>')
+    if run.config_text is not None:
+        parts.append(_config_html(run.config_text))
+    else:
+        parts.append(f'<p class="missing">no {CONFIG} in this run</p>')
+    versions = m.get("versions")
+    if isinstance(versions, dict):
+        parts.append('<p class="note">versions: ' + esc(", ".join(f"{k} {v}" for k, v in versions.items())) + "</p>")
+    parts.append("</section>")
+    return "\n".join(parts)
+
+
+STYLE = """
+body { font-family: system-ui, -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; margin: 2em auto;
+       max-width: 1200px; padding: 0 1em; color: #222; line-height: 1.4; }
+h1 { font-size: 1.6em; margin-bottom: 0.2em; } h2 { border-bottom: 1px solid #ccc; padding-bottom: 0.2em; }
+h3 { margin-bottom: 0.3em; } h4 { margin: 0.8em 0 0.3em; font-family: monospace; }
+table { border-collapse: collapse; margin: 0.4em 0 0.8em; font-size: 0.9em; }
+th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: left; vertical-align: top; }
+thead th, table.kv th { background: #f3f3f3; font-weight: 600; }
+pre { background: #f7f7f7; border: 1px solid #ddd; padding: 0.6em; overflow-x: auto; font-size: 0.8em; }
+div.config { column-width: 22em; column-gap: 1em; }
+div.config pre { break-inside: avoid; margin: 0 0 0.6em; white-space: pre-wrap; overflow-wrap: anywhere; }
+img { max-width: 100%; height: auto; display: block; margin: 0.4em 0; }
+.pm { white-space: nowrap; }
+.path, .note, .meta { color: #666; font-size: 0.85em; } .missing { color: #888; font-style: italic; }
+.warn { color: #a33; } section.run { margin-top: 2.5em; }
+nav a { margin-right: 1em; }
+"""
+
+
+def default_report_path(run_dirs: Sequence[str | os.PathLike]) -> Path:
+    """RUN_DIR/report.html for one run, ./report.html for several."""
+    return Path(run_dirs[0]) / "report.html" if len(run_dirs) == 1 else Path("report.html")
+
+
+def write_report(run_dirs: Sequence[str | os.PathLike], out: str | os.PathLike | None = None,
+                 metric: str = "val_mean") -> tuple[Path, list[Path]]:
+    """Write report.html (self-contained: images embedded) and its plots as PNGs beside it.
+
+    Returns the page's path and the PNGs' paths (<stem>-accuracy.png, <stem>-loss.png).
+    """
+    if not run_dirs:
+        raise DreamddError("report needs at least one run folder")
+    runs = load_runs(run_dirs)
+    out = Path(out) if out is not None else default_report_path(run_dirs)
+    if out.is_dir():
+        out = out / "report.html"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    accuracy = plot_accuracy(runs, out.parent / f"{out.stem}-accuracy.png", metric)
+    loss = plot_loss(runs, out.parent / f"{out.stem}-loss.png")
+    anchors = [f"run-{k + 1}" for k in range(len(runs))]
+    title = "dreamdd report: " + ", ".join(run.label for run in runs)
+    protocols = sorted({p for run in runs for p in (_protocol(e) for e in run.points(metric)) if p})
+    finals = sorted({p for run in runs for p in [_protocol(run.final_event(metric) or {})] if p})
+    caption = (f"{metric_label(metric)[:1].upper()}{metric_label(metric)[1:]} against outer iteration. Circles: "
+               f"periodic evaluations during distillation ({esc(', '.join(protocols)) or 'none'}: networks × "
+               f"epochs), band: mean ± std over the networks when more than one was trained. Squares: the final "
+               f"evaluation ({esc(', '.join(finals)) or 'none'}), error bar: std"
+               + ("; it trains its networks differently, so the dotted step to it is partly the protocol"
+                  if set(finals) - set(protocols) and protocols else "")
+               + f". All measured on the validation "
+               f"split carved out of the training set; test accuracy is in the tables."
+               if metric == "val_mean" else f"{esc(metric_label(metric))} against outer iteration.")
+    body = [f"<h1>{esc(title)}</h1>",
+            f'<p class="meta">written {esc(time.strftime("%Y-%m-%d %H:%M:%S"))} by dreamdd report; '
+            f"{len(runs)} run(s)</p>",
+            "<nav>" + "".join(f'<a href="#{a}">{esc(r.label)}</a>' for r, a in zip(runs, anchors)) + "</nav>",
+            '<section id="overview"><h2>Overview</h2><table><thead><tr>'
+            + "".join(f"<th>{esc(c)}</th>" for c in OVERVIEW_COLUMNS) + "</tr></thead><tbody>"
+            + "".join(_overview_row(r, a) for r, a in zip(runs, anchors)) + "</tbody></table>"
+            '<p class="note">final validation: the final evaluation\'s validation accuracy (else the last periodic '
+            "one); final test: the final evaluation's test accuracy (mean ± std over its networks).</p></section>",
+            f'<section id="accuracy"><h2>Accuracy</h2>{_img(accuracy, "accuracy against outer iteration")}'
+            f'<p class="note">{caption}</p></section>',
+            f'<section id="loss"><h2>Matching loss</h2>{_img(loss, "matching loss against outer iteration")}'
+            "</section>"]
+    body += [_run_section(r, a) for r, a in zip(runs, anchors)]
+    page = (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+            f'<meta name="viewport" content="width=device-width, initial-scale=1">'
+            f"<title>{esc(title)}</title><style>{STYLE}</style></head>\n<body>\n" + "\n".join(body)
+            + "\n</body></html>\n")
+    atomic_write(out, lambda tmp: tmp.write_text(page, encoding="utf-8"))
+    return out, [accuracy, loss]

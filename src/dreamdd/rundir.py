@@ -16,6 +16,8 @@ METRICS = "metrics.jsonl"
 SUMMARY = "summary.json"
 CHECKPOINT = "checkpoint.pt"
 LOG = "log.txt"
+_UMASK = os.umask(0)
+os.umask(_UMASK)
 
 
 def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
@@ -26,6 +28,7 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
     os.close(fd)
     try:
         write(Path(tmp))
+        os.chmod(tmp, 0o666 & ~_UMASK)   # mkstemp makes 0600; give the file the mode a plain open() would
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -49,6 +52,16 @@ class RunDir:
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
+        self.tensorboard = None
+
+    def enable_tensorboard(self) -> None:
+        """Mirror numeric event fields to TensorBoard (optional: needs the tensorboard package)."""
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:
+            raise DreamddError("TensorBoard logging needs the tensorboard package: pip install tensorboard "
+                               "(or run without --tensorboard; metrics.jsonl has the same numbers)") from None
+        self.tensorboard = SummaryWriter(str(self.path / "tensorboard"))
 
     @classmethod
     def create(cls, path: str | os.PathLike | None, default_name: str, base: str | os.PathLike = "runs") -> "RunDir":
@@ -76,6 +89,12 @@ class RunDir:
         with open(self.file(METRICS), "a") as f:
             f.write(json.dumps(event) + "\n")
             f.flush()
+        if self.tensorboard is not None and "iteration" in event:
+            for key, value in event.items():
+                if key not in ("iteration", "event") and isinstance(value, (int, float)) \
+                        and not isinstance(value, bool):
+                    self.tensorboard.add_scalar(f"{event.get('event', 'event')}/{key}", value, event["iteration"])
+            self.tensorboard.flush()
 
     def events(self, kind: str | None = None) -> list[dict[str, Any]]:
         path = self.file(METRICS)

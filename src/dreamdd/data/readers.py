@@ -304,6 +304,19 @@ def read_image_folder(folder: str | os.PathLike, image_size: tuple[int, int] | N
                        f"was carved with seed {FOLDER_TEST_SEED}")
 
 
+def read_class_folders(folder: str | os.PathLike,
+                       image_size: tuple[int, int] | None = None) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Every image of FOLDER/<class>/*, unsplit: (uint8 NCHW, int64 labels, sorted class folder names)."""
+    folder = Path(folder)
+    classes = [d.name for d in _class_dirs(folder)]
+    entries = [(i, f) for i, c in enumerate(classes) for f in _image_files(folder / c)]
+    if not entries:
+        raise DreamddError(f"{folder} holds no images in class folders; arrange them as {folder}/<class>/<image>")
+    mode = _survey([f for _, f in entries], image_size, folder)
+    x = np.stack([_decode(f, mode, image_size) for _, f in entries])
+    return x, np.array([i for i, _ in entries], dtype=np.int64), classes
+
+
 def _carve_test(y: np.ndarray, fraction: float, seed: int) -> np.ndarray:
     """Per class, round(fraction * n) random indices (kept below n so the class keeps a training image)."""
     rng = np.random.default_rng(seed)
