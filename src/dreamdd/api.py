@@ -9,18 +9,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-import torch
 from tqdm.auto import tqdm
 
 from . import data as datasets
 from .artifact import METADATA, TENSORS, Distilled, learned_eval_settings, load_distilled, save_distilled
-from .config import Config, EvalConfig, default_preset, dump_yaml, load_preset, merge, resolve, validate
+from .config import (Config, EvalConfig, deep_update, default_preset, dump_yaml, load_preset, merge, resolve,
+                     validate)
 from .devices import resolve_device
 from .distiller import Distiller, model_options
 from .coreset import feature_network, select_coreset
 from .errors import DreamddError
 from .evaluation import BankTrainingSet, evaluate_images, evaluate_training_set
-from .report import save_grid
+from .plots import save_grid
 from .rundir import CONFIG, LOG, SUMMARY, RunDir, write_json, write_text
 from .sources import load_source
 
@@ -74,10 +74,7 @@ def distill(dataset: str | None = None, ipc: int | None = None, *, preset: str |
         for key, value in (("seed", seed), ("device", device)):
             if value is not None:
                 named[key] = value
-        config = resolve(dataset, ipc, preset, named)
-        if overrides:
-            merge(config, overrides, origin="overrides")
-            validate(config)
+        config = resolve(dataset, ipc, preset, deep_update(named, overrides or {}))
         name = (f"{Path(config.data.dataset).stem}-ipc{config.synth.ipc}-{config.match.method}-"
                 f"{config.select.selector}-s{config.seed}")
         run = RunDir.create(out, name)
@@ -236,10 +233,7 @@ def select(dataset: str, per_class: int, method: str = "random", *, out: str | o
     named: dict[str, Any] = {"seed": seed, "device": device}
     if data_root is not None:
         named["data"] = {"root": data_root}
-    config = resolve(dataset, per_class, None, named)
-    if overrides:
-        merge(config, overrides, origin="--set")
-        validate(config)
+    config = resolve(dataset, per_class, None, deep_update(named, overrides or {}))
     config.synth.factor = 1
     run = RunDir.create(out, f"{Path(config.data.dataset).stem}-coreset-{method}-{per_class}-s{seed}")
     write_text(run.file(CONFIG), dump_yaml(config))

@@ -19,6 +19,10 @@ def add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress bars or log lines on the terminal")
 
 
+def add_overrides(parser: argparse.ArgumentParser, help: str) -> None:
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help=help)
+
+
 def distill_parser(sub) -> None:
     p = sub.add_parser("distill", help="distill a dataset into a few synthetic images per class",
                        description="Distill a dataset with DREAM (representative matching in IDC's gradient "
@@ -37,8 +41,7 @@ def distill_parser(sub) -> None:
     p.add_argument("--init", choices=["noise", "real", "representative"], help="synthetic initialisation")
     p.add_argument("--iterations", type=int, help="outer iterations (with --resume: the new total)")
     p.add_argument("--out", help="run folder to create (default: runs/<dataset>-ipc<N>-<method>-<selector>-s<seed>)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override any setting, e.g. --set select.interval=5 --set eval.repeats=5")
+    add_overrides(p, "override any setting, e.g. --set select.interval=5 --set eval.repeats=5")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue a stopped run from its last checkpoint")
     p.add_argument("--no-eval", action="store_true", help="skip the final evaluation")
     p.add_argument("--tensorboard", action="store_true", help="also log metrics to RUN_DIR/tensorboard "
@@ -67,8 +70,7 @@ def evaluate_parser(sub) -> None:
                                                            "(the upper bound), with the same recipe")
     p.add_argument("--table", metavar="PREFIX", help="where to write the table (default: PATH/eval_table or "
                                                      "./eval_table)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override the recipe, e.g. --set eval.patience=4 --set eval.lr=0.02")
+    add_overrides(p, "override the recipe, e.g. --set eval.patience=4 --set eval.lr=0.02")
     p.add_argument("--json", action="store_true", help="print the full result as JSON")
     add_common(p)
 
@@ -85,8 +87,7 @@ def select_parser(sub) -> None:
     p.add_argument("--feature-epochs", type=int, default=2, help="epochs of the feature network (default 2)")
     p.add_argument("--out", help="folder to create (default: runs/<dataset>-coreset-<method>-<N>-s<seed>)")
     p.add_argument("--no-eval", action="store_true", help="skip the evaluation")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override settings (model.*, eval.*), e.g. --set eval.repeats=5")
+    add_overrides(p, "override settings (model.*, eval.*), e.g. --set eval.repeats=5")
     add_common(p)
 
 
@@ -100,8 +101,7 @@ def experts_parser(sub) -> None:
     p.add_argument("--experts", type=int, default=5, help="expert networks to train (default 5)")
     p.add_argument("--epochs", type=int, default=20, help="epochs per expert (default 20; MTT used 50)")
     p.add_argument("--preset", help="settings preset for the model and mtt.* (default: the dataset's)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a setting, e.g. --set mtt.zca=true --set model.width=64")
+    add_overrides(p, "override a setting, e.g. --set mtt.zca=true --set model.width=64")
     add_common(p)
 
 

@@ -141,17 +141,14 @@ def experts(dataset: str, out: str | os.PathLike, *, experts: int = 5, epochs: i
     """Train MTT expert trajectories for `dataset` with the model and mtt.* settings of its preset (or `preset`)
     and `overrides`; the same settings must be used when distilling with --set mtt.experts=OUT."""
     from . import data as datasets
-    from .config import merge, resolve, validate
+    from .config import deep_update, resolve
     from .devices import resolve_device
     named: dict[str, Any] = {}
     if seed is not None:
         named["seed"] = seed
     if data_root is not None:
         named["data"] = {"root": data_root}
-    config = resolve(dataset, None, preset, named)
-    if overrides:
-        merge(config, overrides, origin="--set")
-        validate(config)
+    config = resolve(dataset, None, preset, deep_update(named, overrides or {}))
     d = config.data
     data = datasets.load(d.dataset, root=d.root, val_size=d.val_size, seed=config.seed, download=d.download,
                          verify=d.verify)

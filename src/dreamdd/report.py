@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from .errors import DreamddError
-from .plots import image_grid, metric_label, plot_accuracy, plot_loss, save_grid  # noqa: F401 (save_grid: api)
+from .plots import metric_label, plot_accuracy, plot_loss
 from .rundir import CONFIG, METRICS, SUMMARY, atomic_write
 
 METADATA = "metadata.json"   # as artifact.METADATA; not imported from there to keep this module light
@@ -534,8 +534,8 @@ def write_report(run_dirs: Sequence[str | os.PathLike], out: str | os.PathLike |
                f"evaluation ({esc(', '.join(finals)) or 'none'}), error bar: std"
                + ("; it trains its networks differently, so the dotted step to it is partly the protocol"
                   if set(finals) - set(protocols) and protocols else "")
-               + f". All measured on the validation "
-               f"split carved out of the training set; test accuracy is in the tables."
+               + ". All measured on the validation "
+               "split carved out of the training set; test accuracy is in the tables."
                if metric == "val_mean" else f"{esc(metric_label(metric))} against outer iteration.")
     body = [f"<h1>{esc(title)}</h1>",
             f'<p class="meta">written {esc(time.strftime("%Y-%m-%d %H:%M:%S"))} by dreamdd report; '

@@ -2,8 +2,7 @@
 from .base import Selector, create_selector, list_selectors, random_subset, register_selector
 from .kmeans import KMeansResult, kmeans, nearest_to_centroids
 from .random import RandomSelector
-from .herding import HerdingSelector, herding_order
-from .kcenter import KCenterSelector, kcenter_order
+from .greedy import HerdingSelector, KCenterSelector, herding_order, kcenter_order
 from .representative import RepresentativeSelector, embed_images
 
 __all__ = ["HerdingSelector", "KCenterSelector", "herding_order", "kcenter_order", "KMeansResult", "RandomSelector", "RepresentativeSelector", "Selector", "create_selector",
