@@ -25,17 +25,12 @@ import torch
 
 import dreamdd
 from dreamdd.config import list_presets, parse_overrides
+from dreamdd.evaluation import mean_std
+from dreamdd.report import iterations_to_reach
 from dreamdd.rundir import RunDir
 
 HERE = Path(__file__).resolve().parent
 COMBINATIONS = [("random", "real"), ("dream", "real"), ("random", "representative"), ("dream", "representative")]
-
-
-def mean_std(values: list[float]) -> tuple[float, float]:
-    values = [v for v in values if v == v]
-    if not values:
-        return float("nan"), float("nan")
-    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
 
 
 def curve(run_path: Path) -> dict[int, float]:
@@ -43,13 +38,10 @@ def curve(run_path: Path) -> dict[int, float]:
     return {int(e["iteration"]): float(e["val_mean"]) for e in RunDir(run_path).events("eval")}
 
 
-def iterations_to_reach(curves: list[dict[int, float]], target: float) -> int | None:
-    """The first iteration evaluated in every seed whose mean validation accuracy reaches `target`."""
+def mean_curve(curves: list[dict[int, float]]) -> list[tuple[int, float]]:
+    """The seeds' mean accuracy at every iteration that all of them evaluated."""
     common = sorted(set.intersection(*(set(c) for c in curves))) if curves else []
-    for it in common:
-        if statistics.fmean(c[it] for c in curves) >= target:
-            return it
-    return None
+    return [(it, statistics.fmean(c[it] for c in curves)) for it in common]
 
 
 def main(argv=None) -> int:
@@ -95,12 +87,11 @@ def main(argv=None) -> int:
                      "test_mean": test_mean, "test_std": test_std,
                      "test_per_seed": [r["test_mean"] for r in results],
                      "val_final": statistics.fmean(c[max(c)] for c in curves),
-                     "val_curve": {str(it): statistics.fmean(c[it] for c in curves)
-                                   for it in sorted(set.intersection(*(set(c) for c in curves)))}})
+                     "val_curve": {str(it): acc for it, acc in mean_curve(curves)}})
     target = rows[0]["val_final"]
-    for row, (selector, init) in zip(rows, COMBINATIONS):
-        row_curves = [curve(runs_dir / f"{args.method}-{selector}-{init}-s{s}") for s in args.seeds]
-        row["iterations_to_baseline"] = iterations_to_reach(row_curves, target)
+    for row in rows:
+        row["iterations_to_baseline"] = iterations_to_reach(
+            [(int(it), acc) for it, acc in row["val_curve"].items()], target)
 
     print(f"\n{args.dataset}, IPC {args.ipc}, {args.iterations} iterations, seeds {args.seeds}"
           f" (Iter: first evaluated iteration reaching the baseline's final validation accuracy {target:.2f})")
