@@ -1,0 +1,28 @@
+"""The ablation runner (benchmarks/ablation.py) on a tiny digits setting: four rows, JSON written."""
+import importlib.util
+import json
+from pathlib import Path
+
+BENCHMARK = Path(__file__).resolve().parents[1] / "benchmarks" / "ablation.py"
+
+
+def test_ablation_runs_the_four_combinations(tmp_path, capsys):
+    spec = importlib.util.spec_from_file_location("ablation", BENCHMARK)
+    ablation = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ablation)
+    tiny = ["--set", "model.width=8", "--set", "model.depth=2", "--set", "match.batch_real=8",
+            "--set", "distill.inner_loop=2", "--set", "distill.n_data=32", "--set", "eval.epochs=2",
+            "--set", "eval.repeats=1", "--set", "eval.val_every=1"]
+    out = tmp_path / "ablation.json"
+    code = ablation.main(["--method", "idc", "--dataset", "digits", "--ipc", "1", "--seeds", "0",
+                          "--iterations", "2", "--eval-every", "1", "--eval-epochs", "2",
+                          "--runs", str(tmp_path / "runs"), "--out", str(out), *tiny])
+    assert code == 0
+    rows = json.loads(out.read_text())["rows"]
+    assert [(r["selector"], r["init"]) for r in rows] == [("random", "real"), ("dream", "real"),
+                                                          ("random", "representative"),
+                                                          ("dream", "representative")]
+    assert all(0 <= r["test_mean"] <= 100 for r in rows)
+    assert rows[0]["iterations_to_baseline"] is not None   # the baseline reaches its own final accuracy
+    printed = capsys.readouterr().out
+    assert "Rep. matching" in printed and printed.count("idc ") >= 4
