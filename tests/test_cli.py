@@ -64,3 +64,11 @@ def test_datasets_lists_digits_present(capsys, tmp_path):
 def test_presets_listed(capsys):
     code, out, _ = run(capsys, "presets")
     assert code == 0 and "cifar10-ipc10" in out and "digits" in out
+
+
+def test_tensorboard_without_the_package_is_a_clear_error(tmp_path, capsys, monkeypatch):
+    import sys
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)   # as if tensorboard were not installed
+    code, _, err = run(capsys, "distill", "--dataset", "digits", "--ipc", "1", "--out", str(tmp_path / "tb"),
+                       "--quiet", "--tensorboard", *TINY)
+    assert code == 2 and "pip install tensorboard" in err
