@@ -1,13 +1,15 @@
 """DREAM's ablation (the paper's Table 3) for any method: representative matching on/off x representative
 initialisation on/off, at equal iterations and seeds, with periodic validation to find how many iterations each
-combination needs to reach the baseline's final accuracy.
+combination needs to reach the baseline's accuracy at the end.
 
     .venv/bin/python benchmarks/ablation.py --method idc --dataset digits --ipc 2 --seeds 0 1 2 --iterations 20 \
         [--preset dc] [--eval-every 5] [--set key=value ...]
 
-Baseline = random real batches and random real initialisation. "Iter" = the first evaluated outer iteration at
-which the combination's validation accuracy (mean over seeds) reaches the baseline's final validation accuracy
-(validation, not test: the test split is touched once per run, for the final number). Writes JSON to
+Baseline = random real batches and random real initialisation. "Iter" = the first periodic evaluation at which
+the combination's validation accuracy (mean over seeds) reaches the baseline's last periodic validation accuracy;
+every point of these curves uses the same protocol (distill.eval_repeats networks, distill.eval_epochs epochs), and
+the test split is touched once per run, by the final evaluation, which gives the Top-1 column. Finished runs found
+in --runs are read, not repeated, so a table can be re-summarized. Writes JSON to
 benchmarks/results/ablation-<method>-<dataset>-ipc<N>.json.
 """
 from __future__ import annotations
@@ -34,8 +36,20 @@ COMBINATIONS = [("random", "real"), ("dream", "real"), ("random", "representativ
 
 
 def curve(run_path: Path) -> dict[int, float]:
-    """Outer iteration -> validation accuracy, from the run's periodic and final evaluations."""
-    return {int(e["iteration"]): float(e["val_mean"]) for e in RunDir(run_path).events("eval")}
+    """Outer iteration -> validation accuracy of the periodic evaluations (one protocol at every point; the
+    final evaluation trains more networks for longer, so it is left out of the curve)."""
+    return {int(e["iteration"]): float(e["val_mean"]) for e in RunDir(run_path).events("eval") if not e.get("final")}
+
+
+def run_once(out: Path, **settings) -> dict:
+    """The run's summary: read from `out` when a finished run is there already (re-summarizing costs nothing),
+    else distill it."""
+    summary = out / "summary.json"
+    if summary.exists():
+        previous = json.loads(summary.read_text())
+        if previous.get("status") == "finished":
+            return previous
+    return dreamdd.distill(out=out, quiet=True, **settings).summary
 
 
 def mean_curve(curves: list[dict[int, float]]) -> list[tuple[int, float]]:
@@ -74,11 +88,11 @@ def main(argv=None) -> int:
         results, curves = [], []
         for seed in args.seeds:
             out = runs_dir / f"{args.method}-{selector}-{init}-s{seed}"
-            result = dreamdd.distill(args.dataset, args.ipc, preset=preset, method=args.method, selector=selector,
-                                     init=init, iterations=args.iterations, seed=seed, out=out, device=args.device,
-                                     overrides=overrides, quiet=True)
-            results.append(result.summary["evaluation"])
-            curves.append(curve(result.path))
+            summary = run_once(out, dataset=args.dataset, ipc=args.ipc, preset=preset, method=args.method,
+                               selector=selector, init=init, iterations=args.iterations, seed=seed,
+                               device=args.device, overrides=overrides)
+            results.append(summary["evaluation"] | {"wall_seconds": summary.get("wall_seconds")})
+            curves.append(curve(out))
             print(f"  {args.method} selector={selector} init={init} seed={seed}: test "
                   f"{results[-1]['test_mean']:.2f}", file=sys.stderr, flush=True)
         test_mean, test_std = mean_std([r["test_mean"] for r in results])
@@ -86,6 +100,7 @@ def main(argv=None) -> int:
                      "representative_init": init == "representative", "selector": selector, "init": init,
                      "test_mean": test_mean, "test_std": test_std,
                      "test_per_seed": [r["test_mean"] for r in results],
+                     "wall_seconds_per_run": [r["wall_seconds"] for r in results],
                      "val_final": statistics.fmean(c[max(c)] for c in curves),
                      "val_curve": {str(it): acc for it, acc in mean_curve(curves)}})
     target = rows[0]["val_final"]
@@ -94,7 +109,7 @@ def main(argv=None) -> int:
             [(int(it), acc) for it, acc in row["val_curve"].items()], target)
 
     print(f"\n{args.dataset}, IPC {args.ipc}, {args.iterations} iterations, seeds {args.seeds}"
-          f" (Iter: first evaluated iteration reaching the baseline's final validation accuracy {target:.2f})")
+          f" (Iter: first periodic evaluation reaching the baseline's last periodic validation accuracy {target:.2f})")
     print(f"{'Base':<10} {'Rep. matching':<14} {'Rep. init':<10} {'Top-1 (test)':<16} {'Iter':>6}")
     for row in rows:
         it = row["iterations_to_baseline"]

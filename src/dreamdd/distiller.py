@@ -184,7 +184,7 @@ class Distiller:
             event = {"event": "iteration", "iteration": it + 1, "loss": loss, "seconds": time.perf_counter() - t0}
             self._record(event)
             done = it + 1
-            if cfg.distill.eval_every and done % cfg.distill.eval_every == 0 and done < cfg.distill.iterations:
+            if cfg.distill.eval_every and done % cfg.distill.eval_every == 0:
                 result = self.evaluate(synthetic, cfg.distill.eval_repeats,
                                        cfg.distill.eval_epochs or cfg.eval.epochs, test=False)
                 self._record({"event": "eval", "iteration": done, "val_mean": result["val_mean"],
