@@ -4,10 +4,11 @@ Every subcommand writes benchmarks/results/speed-<name>.json with the machine (C
 load average before/after). Times are the minimum over --repeats runs (the machine may be shared; the minimum is
 the least disturbed figure). Nothing here asserts on time.
 
-    .venv/bin/python benchmarks/speed.py floor     [--inner 3] [--repeats 3] [--data-root /work/data]
+    .venv/bin/python benchmarks/speed.py floor     [--inner 3] [--repeats 3] [--only-tolerance] [--data-root /work/data]
     .venv/bin/python benchmarks/speed.py selection [--classes 3] [--repeats 2] [--data-root /work/data]
+    .venv/bin/python benchmarks/speed.py share     [--inner 5] [--pool-size 1000] [--data-root /work/data]
     .venv/bin/python benchmarks/speed.py memory    [--inner 2] [--data-root /work/data]
-    .venv/bin/python benchmarks/speed.py eval      [--epochs 3] [--data-root /work/data]
+    .venv/bin/python benchmarks/speed.py eval      [--epochs 3] [--threads 1]
 
 Shapes are the paper's CIFAR-10 IPC 10 settings (preset cifar10-ipc10): ConvNet-3, width 128, instance norm,
 10 classes, real batch 128, min(128, IPC * factor^2) = 40 decoded synthetic images per class, network update on
@@ -212,9 +213,11 @@ def try_compiled_network(num_classes, size, width, depth, batches, repeats, seed
         lb = F.cross_entropy(b(x), y)
         la.backward()
         lb.backward()
-        out["loss_rel_diff"] = float((la - lb).abs() / lb.abs())
-        out["grad_max_rel_diff"] = max(float((p.grad - q.grad).abs().max() / q.grad.abs().max())
-                                       for p, q in zip(a.parameters(), b.parameters()))
+        out["loss_rel_diff"] = float((la - lb).detach().abs() / lb.detach().abs())
+        ga = torch.cat([p.grad.flatten() for p in a.parameters()])
+        gb = torch.cat([q.grad.flatten() for q in b.parameters()])
+        out["grad_max_err_over_max"] = float((ga - gb).abs().max() / gb.abs().max())  # conv biases before a
+        # norm have ~0 gradients, so per-tensor relative errors would be meaningless
     except Exception as error:  # noqa: BLE001 -- record why compilation is not usable here
         out["network_error"] = f"{type(error).__name__}: {str(error)[:300]}"
     try:
@@ -226,6 +229,27 @@ def try_compiled_network(num_classes, size, width, depth, batches, repeats, seed
         out["match"] = "ran"
     except Exception as error:  # noqa: BLE001
         out["match_error"] = f"{type(error).__name__}: {str(error)[:300]}"
+    return out
+
+
+def layout_tolerance(size: int = 32, width: int = 128, depth: int = 3, batch_real: int = 128, n_syn: int = 40,
+                     seed: int = 0) -> dict[str, Any]:
+    """Is channels_last 'the same arithmetic within float tolerance'? One class's matching loss and image
+    gradient in float32 (contiguous, channels_last) against a float64 reference of the same computation."""
+    g0 = torch.Generator().manual_seed(seed)
+    real = torch.randn(batch_real, 3, size, size, generator=g0)
+    syn = torch.randn(n_syn, 3, size, size, generator=g0)
+    yr, ys = torch.zeros(batch_real, dtype=torch.long), torch.zeros(n_syn, dtype=torch.long)
+    out = {}
+    ref_net = convnet(10, 3, size, width, depth, seed).double()
+    ref_loss, ref_grad = match_pass(ref_net, real.double(), yr, syn.double().requires_grad_(True), ys)
+    for name, fmt in (("contiguous", torch.contiguous_format), ("channels_last", torch.channels_last)):
+        net = convnet(10, 3, size, width, depth, seed).to(memory_format=fmt)
+        loss, grad = match_pass(net, real, yr, syn.clone().requires_grad_(True), ys, memory_format=fmt)
+        out[name] = {"loss_rel_err_vs_fp64": float((loss.double() - ref_loss).abs() / ref_loss.abs()),
+                     "image_grad_rel_err_vs_fp64": float((grad.double() - ref_grad).norm() / ref_grad.norm()),
+                     "image_grad_max_err_over_max_vs_fp64": float((grad.double() - ref_grad).abs().max()
+                                                                  / ref_grad.abs().max())}
     return out
 
 
@@ -248,7 +272,10 @@ def measured_loop(data_root: str, inner: int, selector: str = "random", extra: d
 
 def cmd_floor(args) -> dict[str, Any]:
     torch.set_num_threads(args.threads)
+    if args.only_tolerance:
+        return {"layout_tolerance": layout_tolerance()}
     result = floor_passes(repeats=args.repeats, try_compile=not args.no_compile)
+    result["layout_tolerance"] = layout_tolerance()
     if not args.no_loop:
         loop = measured_loop(args.data_root, args.inner)
         result["dreamdd_loop"] = loop
@@ -351,7 +378,7 @@ def cmd_selection(args) -> dict[str, Any]:
             else:
                 ref = features[c]
                 reference.setdefault(name, []).append(float((f - ref).abs().max() / ref.abs().max()))
-    embed_rows = {name: {"seconds_per_class_5000": min(v) if False else sum(v) / len(v),
+    embed_rows = {name: {"seconds_per_class": min(v) if False else sum(v) / len(v),
                          "max_rel_diff_vs_fp32": max(reference.get(name.split(" | ", 1)[1], [0.0]))}
                   for name, v in per_class.items()}
     # k-means variants on the paper-faithful features
@@ -388,14 +415,15 @@ def cmd_selection(args) -> dict[str, Any]:
                          "the previous picks' new features are used as the warm start",
                          "old_centroid_shape": list(init_old.shape)})
         warm = {"rows": rows, "between_rounds": f"network trained on {INTERVAL} x 2000 real images"}
-    # compose rounds: 10 classes x (embed + kmeans)
-    paper_embed = embed_rows["embed | fp32 chunk 512 (paper-faithful, dreamdd default)"]["seconds_per_class_5000"]
-    best_embed_name = min(embed_rows, key=lambda k: embed_rows[k]["seconds_per_class_5000"])
+    # compose rounds: 10 classes x (embed + kmeans); a pool embeds pool / class_size of the class
+    class_size = data.train.class_size(classes[0])
+    paper_embed = embed_rows["embed | fp32 chunk 512 (paper-faithful, dreamdd default)"]["seconds_per_class"]
+    best_embed_name = min(embed_rows, key=lambda k: embed_rows[k]["seconds_per_class"])
     rounds = {}
     for kname, krow in kmeans_rows.items():
         for ename, erow in embed_rows.items():
-            frac = 1.0 if krow["pool"] is None else krow["pool"] / 5000
-            per_class_s = erow["seconds_per_class_5000"] * frac + krow["seconds_per_class"]
+            frac = 1.0 if krow["pool"] is None else min(1.0, krow["pool"] / class_size)
+            per_class_s = erow["seconds_per_class"] * frac + krow["seconds_per_class"]
             round_s = 10 * per_class_s
             rounds[f"{kname} || {ename.split(' | ', 1)[1]}"] = {
                 "round_seconds_10_classes": round_s, "selection_share_at_interval_10": selection_share(round_s),
@@ -404,6 +432,24 @@ def cmd_selection(args) -> dict[str, Any]:
             "network": "ConvNet-3 at its fresh (seeded) initialisation, as at the start of an outer iteration",
             "embed": embed_rows, "kmeans": kmeans_rows, "warm_start": warm, "rounds": rounds,
             "paper_embed_seconds_per_class": paper_embed, "fastest_embed": best_embed_name}
+
+
+def cmd_share(args) -> dict[str, Any]:
+    """Selection share measured in dreamdd's own loop (same process, same load for loop and selection): one outer
+    iteration of `--inner` inner iterations with the dream selector (pool_size as given, 0 = whole class) and
+    init real; one selection round per class happens every 10 inner iterations, so the share at interval 10 is
+    round / (round + 10 x (match + network per inner iteration))."""
+    torch.set_num_threads(args.threads)
+    extra = {"select": {"pool_size": args.pool_size or None}}
+    loop = measured_loop(args.data_root, args.inner, selector="dream", extra=extra)
+    t = loop["timings"]
+    rounds = max(1, -(-args.inner // INTERVAL))
+    round_s = t["select"] / rounds
+    per_inner = loop["match_per_inner"] + loop["network_per_inner"]
+    return {"pool_size": args.pool_size or None, "loop": loop, "round_seconds": round_s,
+            "loop_seconds_per_inner": per_inner,
+            "selection_share_at_interval_10": round_s / (round_s + INTERVAL * per_inner),
+            "seconds_per_inner_iteration_amortized": per_inner + round_s / INTERVAL}
 
 
 # ---- memory ------------------------------------------------------------------------------------------------
@@ -504,7 +550,7 @@ def cmd_eval(args) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="command", required=True)
-    for name in ("floor", "selection", "memory", "eval"):
+    for name in ("floor", "selection", "share", "memory", "eval"):
         s = sub.add_parser(name)
         s.add_argument("--data-root", default="/work/data")
         s.add_argument("--threads", type=int, default=2)
@@ -514,18 +560,28 @@ def main(argv: list[str] | None = None) -> int:
             s.add_argument("--inner", type=int, default=3, help="inner iterations of the measured dreamdd loop")
             s.add_argument("--no-compile", action="store_true")
             s.add_argument("--no-loop", action="store_true", help="skip the measured dreamdd loop")
+            s.add_argument("--only-tolerance", action="store_true",
+                           help="only the channels_last vs float64 tolerance check (writes speed-floor-tolerance)")
         if name == "selection":
             s.add_argument("--classes", type=int, default=3, help="classes measured (rounds scale to 10)")
             s.add_argument("--seed", type=int, default=0)
             s.add_argument("--no-warm", action="store_true")
         if name == "memory":
             s.add_argument("--inner", type=int, default=2)
+        if name == "share":
+            s.add_argument("--inner", type=int, default=5)
+            s.add_argument("--pool-size", type=int, default=1000, help="0 = the whole class (paper)")
         if name == "eval":
             s.add_argument("--epochs", type=int, default=3)
     args = p.parse_args(argv)
     before = machine_info()
-    result = {"floor": cmd_floor, "selection": cmd_selection, "memory": cmd_memory, "eval": cmd_eval}[args.command](args)
-    path = write_result(args.command, {"args": {k: v for k, v in vars(args).items()}, "result": result}, before,
+    commands = {"floor": cmd_floor, "selection": cmd_selection, "share": cmd_share, "memory": cmd_memory,
+                "eval": cmd_eval}
+    result = commands[args.command](args)
+    name = args.command + ("-tolerance" if getattr(args, "only_tolerance", False) else "")
+    if args.command == "share":
+        name += f"-pool{args.pool_size or 'class'}"
+    path = write_result(name, {"args": {k: v for k, v in vars(args).items()}, "result": result}, before,
                         Path(args.out_dir))
     print(json.dumps(result, indent=1, default=str)[:6000])
     print(f"wrote {path}")
