@@ -33,10 +33,7 @@ class RunResult:
     summary: dict[str, Any]
 
 
-def load_data(config: Config) -> datasets.LoadedDataset:
-    d = config.data
-    return datasets.load(d.dataset, root=d.root, val_size=d.val_size, seed=config.seed, download=d.download,
-                         verify=d.verify)
+load_data = datasets.load_configured   # the dataset a config names, with its validation split
 
 
 def _logger(run: RunDir, quiet: bool):

@@ -149,8 +149,6 @@ def experts(dataset: str, out: str | os.PathLike, *, experts: int = 5, epochs: i
     if data_root is not None:
         named["data"] = {"root": data_root}
     config = resolve(dataset, None, preset, deep_update(named, overrides or {}))
-    d = config.data
-    data = datasets.load(d.dataset, root=d.root, val_size=d.val_size, seed=config.seed, download=d.download,
-                         verify=d.verify)
+    data = datasets.load_configured(config)
     log = (lambda message: None) if quiet else (lambda message: tqdm.write(message))
     return train_experts(config, data, out, experts, epochs, resolve_device(device or config.device), quiet, log)

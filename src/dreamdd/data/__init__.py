@@ -1,5 +1,5 @@
 """Datasets for distillation: registered datasets, image folders and .npz files, held as per-class uint8 banks."""
 from .bank import ClassBank
-from .registry import DatasetInfo, LoadedDataset, dataset_names, list_datasets, load
+from .registry import DatasetInfo, LoadedDataset, dataset_names, list_datasets, load, load_configured
 
-__all__ = ["ClassBank", "DatasetInfo", "LoadedDataset", "load", "list_datasets", "dataset_names"]
+__all__ = ["ClassBank", "DatasetInfo", "LoadedDataset", "load", "load_configured", "list_datasets", "dataset_names"]

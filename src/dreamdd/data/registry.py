@@ -486,3 +486,10 @@ def _unknown(name: str, path: Path) -> DreamddError:
     hint = f"did you mean {close[0]!r}? " if close else ""
     return DreamddError(f"unknown dataset {name!r}: {hint}choose one of {', '.join(SPECS)}, "
                         f"or pass a path to an image folder or an .npz file")
+
+
+def load_configured(config) -> LoadedDataset:
+    """load() with a run's settings: its `data` section and its seed (which also seeds the validation split)."""
+    d = config.data
+    return load(d.dataset, root=d.root, val_size=d.val_size, seed=config.seed, download=d.download,
+                verify=d.verify)
