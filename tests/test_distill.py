@@ -73,3 +73,35 @@ def test_random_selector_and_dream_differ(tmp_path):
 def test_ipc_larger_than_a_class_is_a_clear_error(tmp_path):
     with pytest.raises(dreamdd.DreamddError, match="larger than the smallest class"):
         dreamdd.distill("digits", 500, out=tmp_path / "big", quiet=True, overrides=TINY)
+
+
+def test_snapshots_hold_the_set_at_each_interval_and_the_end(tmp_path):
+    every = dict(TINY, distill=dict(TINY["distill"], snapshot_every=3, eval_every=0))
+    result = tiny(tmp_path, "snap", evaluate=False, overrides=every)
+    snapshots = sorted(p.name for p in (result.path / "snapshots").iterdir())
+    assert snapshots == ["iter-000000", "iter-000003", "iter-000004"]
+    first, last = (load_distilled(result.path / "snapshots" / s) for s in ("iter-000000", "iter-000004"))
+    assert torch.equal(last.images, load_distilled(result.path).images)
+    assert not torch.equal(first.images, last.images)
+    assert [load_distilled(result.path / "snapshots" / s).metadata["iterations"] for s in snapshots] == [0, 3, 4]
+    assert first.metadata["elapsed_seconds"] == 0 < last.metadata["elapsed_seconds"]
+
+
+def test_max_minutes_stops_early_and_records_why(tmp_path):
+    budget = dict(TINY, distill=dict(TINY["distill"], max_minutes=1e-9, eval_every=0))
+    result = tiny(tmp_path, "budget", overrides=budget)
+    assert result.summary["iterations"] == 1 and load_distilled(result.path).metadata["iterations"] == 1
+    events = [json.loads(line) for line in (result.path / "metrics.jsonl").read_text().splitlines()]
+    assert [e["iteration"] for e in events if e["event"] == "iteration"] == [1]
+    assert any(e["event"] == "stopped" and e["reason"] == "max_minutes" for e in events)
+    assert [e["iteration"] for e in events if e.get("final")] == [1]
+    assert torch.load(result.path / "checkpoint.pt", weights_only=True)["completed"] == 1
+
+
+def test_resume_keeps_counting_time_and_inner_iterations(tmp_path):
+    half = dict(TINY, distill=dict(TINY["distill"], iterations=2, eval_every=0))
+    part = tiny(tmp_path, "part", evaluate=False, overrides=half)
+    first = part.summary["timings"]
+    resumed = dreamdd.distill(resume=part.path, iterations=4, evaluate=False, quiet=True)
+    assert first["inner_iterations"] == 2 * 3 and resumed.summary["timings"]["inner_iterations"] == 4 * 3
+    assert resumed.summary["timings"]["elapsed"] > first["elapsed"] > 0

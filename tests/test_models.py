@@ -129,3 +129,45 @@ def test_same_global_seed_same_weights():
     a, b, c = weights(1), weights(1), weights(2)
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert not all(torch.equal(a[k], c[k]) for k in a)
+
+
+def test_channels_last_layout_is_the_cpu_default_and_can_be_forced(monkeypatch):
+    from dreamdd.devices import uses_channels_last
+    monkeypatch.delenv("DREAMDD_CHANNELS_LAST", raising=False)
+    assert uses_channels_last(torch.device("cpu")) and not uses_channels_last(torch.device("meta"))
+    monkeypatch.setenv("DREAMDD_CHANNELS_LAST", "0")
+    assert not uses_channels_last(torch.device("cpu"))
+    monkeypatch.setenv("DREAMDD_CHANNELS_LAST", "yes")
+    with pytest.raises(DreamddError, match="must be 0 or 1"):
+        uses_channels_last(torch.device("cpu"))
+
+
+def test_channels_last_network_computes_what_the_default_layout_does(monkeypatch):
+    """Same weights, same inputs: outputs, weight gradients and the double-backward image gradient of the
+    matching loss agree to float tolerance; weights and conv inputs really are channels_last."""
+    from dreamdd.methods.gradient import gradient_distance
+    from dreamdd.training import build_network
+
+    def matching(layout):
+        monkeypatch.setenv("DREAMDD_CHANNELS_LAST", layout)
+        net = build_network("convnet", 10, 3, (32, 32), {"width": 16, "depth": 2}, 0, "layout",
+                            device=torch.device("cpu"))
+        x = _batch(6, 3, (32, 32)).requires_grad_(True)
+        y = torch.arange(6) % 10
+        params = matching_parameters(net)
+        real = torch.autograd.grad(nn.functional.cross_entropy(net(_batch(6, 3, (32, 32), 1)), y), params)
+        syn = torch.autograd.grad(nn.functional.cross_entropy(net(x), y), params, create_graph=True)
+        loss = gradient_distance([g.detach() for g in real], syn, "mse")
+        (image_grad,) = torch.autograd.grad(loss, x)
+        return net, loss.detach(), image_grad
+
+    net_cl, loss_cl, grad_cl = matching("1")
+    net_c, loss_c, grad_c = matching("0")
+    conv = next(m for m in net_cl.modules() if isinstance(m, nn.Conv2d))
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last) and conv.weight.shape[1] > 1
+    seen = []
+    conv.register_forward_pre_hook(lambda m, a: seen.append(a[0].is_contiguous(memory_format=torch.channels_last)))
+    net_cl(_batch(2, 3, (32, 32)))
+    assert seen and seen[0]
+    torch.testing.assert_close(loss_cl, loss_c, rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(grad_cl, grad_c, rtol=1e-3, atol=1e-3 * float(grad_c.abs().max()))

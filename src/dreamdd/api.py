@@ -102,7 +102,7 @@ def distill(dataset: str | None = None, ipc: int | None = None, *, preset: str |
     summary = {"status": "finished", "run": str(run.path), "dataset": data.info.name, "preset": config.preset,
                "ipc": config.synth.ipc, "factor": config.synth.factor, "method": config.match.method,
                "selector": config.select.selector, "init": config.synth.init, "seed": config.seed,
-               "iterations": config.distill.iterations, "device": str(torch_device),
+               "iterations": distilled.metadata["iterations"], "device": str(torch_device),
                "val_size": data.val_size, "wall_seconds": time.time() - started,
                "timings": distiller.timings.as_dict(), "artifact": str(run.file(TENSORS)),
                "evaluation": _brief(distilled.metadata.get("evaluation"))}

@@ -124,6 +124,8 @@ class DistillConfig:
     eval_repeats: int = 1          # networks per periodic evaluation
     eval_epochs: int | None = None # epochs per periodic evaluation (None: eval.epochs)
     checkpoint_every: int = 10     # outer iterations between checkpoints
+    snapshot_every: int = 0        # outer iterations between snapshots of the set (0: none; also saves iteration 0)
+    max_minutes: float | None = None   # stop after the outer iteration that reaches this wall time (None: no limit)
 
 
 @dataclass

@@ -1,7 +1,11 @@
-"""Choosing the compute device: `auto` takes CUDA when present, else the CPU."""
+"""Choosing the compute device (`auto` takes CUDA when present, else the CPU) and the memory layout networks
+run in on it."""
 from __future__ import annotations
 
+import os
+
 import torch
+from torch import nn
 
 from .errors import DreamddError
 
@@ -14,3 +18,35 @@ def resolve_device(name: str = "auto") -> torch.device:
     if name == "mps" and not torch.backends.mps.is_available():
         raise DreamddError("device 'mps' was asked for but is not available here; use --device cpu or auto")
     return torch.device(name)
+
+
+def uses_channels_last(device: torch.device) -> bool:
+    """Whether networks on `device` run in the channels_last (NHWC) memory layout: on the CPU by default, where
+    oneDNN computes the same convolutions markedly faster in it (BENCHMARKS.md, "floor"); not on other devices,
+    where it is unmeasured. DREAMDD_CHANNELS_LAST=1 or 0 forces it on or off. Results agree with the default
+    layout to float tolerance, not bit for bit."""
+    forced = os.environ.get("DREAMDD_CHANNELS_LAST")
+    if forced not in (None, ""):
+        if forced not in ("0", "1"):
+            raise DreamddError(f"DREAMDD_CHANNELS_LAST must be 0 or 1, not '{forced}'")
+        return forced == "1"
+    return torch.device(device).type == "cpu"
+
+
+def channels_last(x: torch.Tensor) -> torch.Tensor:
+    """A 4-D image batch in the channels_last layout (other tensors unchanged)."""
+    return x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 else x
+
+
+def _inputs_channels_last(module: nn.Module, args: tuple) -> tuple:
+    return (channels_last(args[0]), *args[1:]) if args and isinstance(args[0], torch.Tensor) else args
+
+
+def place_network(net: nn.Module, device: torch.device) -> nn.Module:
+    """`net` on `device`, in the layout uses_channels_last chooses: its 4-D weights and every input batch of its
+    forward pass (a pre-hook) then are channels_last."""
+    net = net.to(device)
+    if uses_channels_last(device):
+        net = net.to(memory_format=torch.channels_last)
+        net.register_forward_pre_hook(_inputs_channels_last)
+    return net

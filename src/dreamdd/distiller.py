@@ -13,7 +13,7 @@ import torch
 from tqdm.auto import tqdm
 
 from . import __version__
-from .artifact import Distilled
+from .artifact import Distilled, save_distilled
 from .config import Config
 from .data import LoadedDataset
 from .errors import DreamddError
@@ -47,13 +47,20 @@ class Timings:
     match: float = 0.0
     network: float = 0.0
     evaluate: float = 0.0
+    elapsed: float = 0.0          # wall seconds of the loop (iterations, periodic evaluations, checkpoints)
     inner_iterations: int = 0
     extra: dict[str, float] = field(default_factory=dict)
+
+    @classmethod
+    def restored(cls, saved: dict[str, Any]) -> "Timings":
+        """The timings a checkpoint recorded, so that a resumed run keeps counting where it stopped."""
+        names = ("select", "match", "network", "evaluate", "elapsed", "inner_iterations")
+        return cls(**{k: type(getattr(cls, k))(saved[k]) for k in names if k in saved})
 
     def as_dict(self) -> dict[str, float]:
         loop = self.select + self.match + self.network
         return {"select": self.select, "match": self.match, "network": self.network, "evaluate": self.evaluate,
-                "inner_iterations": self.inner_iterations,
+                "elapsed": self.elapsed, "inner_iterations": self.inner_iterations,
                 "seconds_per_inner_iteration": loop / self.inner_iterations if self.inner_iterations else 0.0,
                 "select_share": self.select / loop if loop else 0.0, **self.extra}
 
@@ -157,7 +164,8 @@ class Distiller:
 
     # ---- the loop ----------------------------------------------------------------------------------------
     def run(self, resume: dict[str, Any] | None = None, final_eval: bool = True) -> Distilled:
-        """Distill from scratch (or from a checkpoint) to distill.iterations; return the distilled set."""
+        """Distill from scratch (or from a checkpoint) to distill.iterations, or until distill.max_minutes of
+        wall time have passed; return the distilled set."""
         cfg = self.config
         start = 0
         if resume is None:
@@ -165,6 +173,7 @@ class Distiller:
         else:
             start = int(resume["completed"])
             synthetic = SyntheticSet(resume["images"].to(self.device), self.info.num_classes, cfg.synth.factor)
+            self.timings = Timings.restored(resume.get("timings", {}))
         image_optimizer = torch.optim.SGD([synthetic.images], lr=self.image_lr, momentum=cfg.synth.momentum)
         if resume is not None:
             image_optimizer.load_state_dict(resume["image_optimizer"])
@@ -173,9 +182,12 @@ class Distiller:
         self.log(f"distilling {self.info.name}: IPC {cfg.synth.ipc}, factor {cfg.synth.factor}, method "
                  f"{cfg.match.method}, selector {cfg.select.selector}, init {cfg.synth.init}, image lr "
                  f"{self.image_lr:.3g}, iterations {start}->{cfg.distill.iterations}, device {self.device}")
+        if start == 0 and cfg.distill.snapshot_every:
+            self.save_snapshot(0, synthetic)
         steps = self.method.steps_per_iteration()
         bar = tqdm(total=cfg.distill.iterations * steps, initial=start * steps,
                    desc="distill", unit="inner", disable=self.quiet, dynamic_ncols=True)
+        done = start
         for it in range(start, cfg.distill.iterations):
             t0 = time.perf_counter()
             synthetic.clamp_()
@@ -191,18 +203,28 @@ class Distiller:
                               "val_std": result["val_std"], "repeats": result["repeats"],
                               "epochs": result["epochs"]})
                 self.log(f"iteration {done}: validation accuracy {result['val_mean']:.2f}")
-            if self.run_dir is not None and (done % cfg.distill.checkpoint_every == 0
-                                             or done == cfg.distill.iterations):
+            self.timings.elapsed += time.perf_counter() - t0
+            out_of_time = (cfg.distill.max_minutes is not None
+                           and self.timings.elapsed >= 60 * cfg.distill.max_minutes)
+            last = done == cfg.distill.iterations or out_of_time
+            if cfg.distill.snapshot_every and (done % cfg.distill.snapshot_every == 0 or last):
+                self.save_snapshot(done, synthetic)
+            if self.run_dir is not None and (done % cfg.distill.checkpoint_every == 0 or last):
                 self.run_dir.save_checkpoint(self.checkpoint_state(done, synthetic, image_optimizer))
+            if out_of_time and not done == cfg.distill.iterations:
+                self.log(f"stopping after outer iteration {done}: distill.max_minutes = {cfg.distill.max_minutes} "
+                         f"reached ({self.timings.elapsed / 60:.1f} min)")
+                self._record({"event": "stopped", "iteration": done, "reason": "max_minutes",
+                              "elapsed": self.timings.elapsed})
+                break
         bar.close()
         self.timings.extra.update(self.selector.timings())
         synthetic.clamp_()
-        distilled = Distilled(synthetic.images.detach().cpu(), synthetic.labels.cpu(),
-                              self.metadata(cfg.distill.iterations), dict(self.method.artifact_tensors()))
+        distilled = self.distilled(done, synthetic)
         if final_eval:
             result = self.evaluate(synthetic, cfg.eval.repeats, cfg.eval.epochs, test=True)
             distilled.metadata["evaluation"] = result
-            self._record({"event": "eval", "iteration": cfg.distill.iterations, "final": True,
+            self._record({"event": "eval", "iteration": done, "final": True,
                           "val_mean": result["val_mean"], "val_std": result["val_std"],
                           "test_mean": result["test_mean"], "test_std": result["test_std"],
                           "repeats": result["repeats"], "epochs": result["epochs"]})
@@ -210,6 +232,20 @@ class Distiller:
                      f"({result['repeats']} x {result['model']}, {result['epochs']} epochs, checkpoint chosen on "
                      f"{result['val_size']} validation images)")
         return distilled
+
+    def distilled(self, completed: int, synthetic: SyntheticSet) -> Distilled:
+        """The set after `completed` outer iterations as an artifact (images, labels, metadata, method tensors)."""
+        return Distilled(synthetic.images.detach().clamp(0, 1).cpu(), synthetic.labels.cpu(),
+                         self.metadata(completed), dict(self.method.artifact_tensors()))
+
+    def save_snapshot(self, completed: int, synthetic: SyntheticSet) -> None:
+        """snapshots/iter-NNNNNN/ in the run folder: the set after `completed` outer iterations, with the loop's
+        wall time so far, for accuracy-against-iteration and against-time curves evaluated after the run."""
+        if self.run_dir is None:
+            return
+        distilled = self.distilled(completed, synthetic)
+        distilled.metadata["elapsed_seconds"] = self.timings.elapsed
+        save_distilled(self.run_dir.file(f"snapshots/iter-{completed:06d}"), distilled)
 
     def _record(self, event: dict[str, Any]) -> None:
         if self.run_dir is not None:

@@ -7,16 +7,18 @@ import torch
 from torch import nn
 
 from .augment import DSA, cutmix, soft_cross_entropy
+from .devices import place_network
 from .models import create_model
 from .seeding import global_seed
 
 
 def build_network(name: str, num_classes: int, channels: int, image_size: tuple[int, int], options: dict,
                   seed: int, *keys: object, device: torch.device) -> nn.Module:
-    """A freshly initialised network whose weights depend only on (seed, keys)."""
+    """A freshly initialised network whose weights depend only on (seed, keys), on `device` in its preferred
+    memory layout (devices.place_network)."""
     with global_seed(seed, "network", *keys):
         net = create_model(name, num_classes=num_classes, channels=channels, image_size=image_size, **options)
-    return net.to(device)
+    return place_network(net, device)
 
 
 def sgd(net: nn.Module, lr: float, momentum: float, weight_decay: float) -> torch.optim.SGD:

@@ -13,16 +13,10 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..devices import channels_last
 from ..errors import DreamddError
 from .base import ImagesFn, Selector, random_subset, register_selector
 from .kmeans import INITS, kmeans, nearest_to_centroids
-
-
-def _channels_last(x: torch.Tensor) -> torch.Tensor:
-    """Image batches in the channels_last layout: oneDNN (CPU) and cuDNN run the same convolutions faster in it
-    (benchmarks/speed.py selection: about 20-30 % less embedding time on the CPU; features equal to ~1e-6
-    relative). Only the input is converted, so the training network's parameters keep their layout."""
-    return x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 else x
 
 
 def embed_images(net: nn.Module, images_fn: ImagesFn, indices: torch.Tensor, chunk_size: int) -> torch.Tensor:
@@ -38,7 +32,7 @@ def embed_images(net: nn.Module, images_fn: ImagesFn, indices: torch.Tensor, chu
     net.eval()
     try:
         with torch.inference_mode():
-            parts = [net.embed(_channels_last(images_fn(indices[s:s + chunk_size]))).flatten(1).float()
+            parts = [net.embed(channels_last(images_fn(indices[s:s + chunk_size]))).flatten(1).float()
                      for s in range(0, indices.numel(), chunk_size)]
     finally:
         for module, mode in modes:
