@@ -85,6 +85,8 @@ def test_snapshots_hold_the_set_at_each_interval_and_the_end(tmp_path):
     assert not torch.equal(first.images, last.images)
     assert [load_distilled(result.path / "snapshots" / s).metadata["iterations"] for s in snapshots] == [0, 3, 4]
     assert first.metadata["elapsed_seconds"] == 0 < last.metadata["elapsed_seconds"]
+    result = dreamdd.evaluate(result.path / "snapshots" / "iter-000003", repeats=1)   # the run's recipe
+    assert result["epochs"] == TINY["eval"]["epochs"] and 0 <= result["test_mean"] <= 100
 
 
 def test_max_minutes_stops_early_and_records_why(tmp_path):

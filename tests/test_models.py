@@ -131,15 +131,15 @@ def test_same_global_seed_same_weights():
     assert not all(torch.equal(a[k], c[k]) for k in a)
 
 
-def test_channels_last_layout_is_the_cpu_default_and_can_be_forced(monkeypatch):
+def test_channels_last_layout_is_opt_in(monkeypatch):
     from dreamdd.devices import uses_channels_last
     monkeypatch.delenv("DREAMDD_CHANNELS_LAST", raising=False)
-    assert uses_channels_last(torch.device("cpu")) and not uses_channels_last(torch.device("meta"))
-    monkeypatch.setenv("DREAMDD_CHANNELS_LAST", "0")
-    assert not uses_channels_last(torch.device("cpu"))
+    assert not uses_channels_last()
+    monkeypatch.setenv("DREAMDD_CHANNELS_LAST", "1")
+    assert uses_channels_last()
     monkeypatch.setenv("DREAMDD_CHANNELS_LAST", "yes")
     with pytest.raises(DreamddError, match="must be 0 or 1"):
-        uses_channels_last(torch.device("cpu"))
+        uses_channels_last()
 
 
 def test_channels_last_network_computes_what_the_default_layout_does(monkeypatch):

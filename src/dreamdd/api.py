@@ -89,8 +89,6 @@ def distill(dataset: str | None = None, ipc: int | None = None, *, preset: str |
             f"{len(data.test)} test images")
         distiller = Distiller(config, data, torch_device, run, quiet, log=log)
         distilled = distiller.run(resume=state, final_eval=evaluate)
-        distilled.metadata["split"] = {"dataset": config.data.dataset, "root": config.data.root,
-                                       "val_size": config.data.val_size, "seed": config.seed}
         save_distilled(run.path, distilled)
         save_grid(run.file("grid.png"), distilled.images, distilled.labels, data.info.class_names,
                   title=f"{data.info.name}, IPC {config.synth.ipc}, {config.select.selector}")
@@ -167,7 +165,8 @@ def _prepare(source, dataset: str | None, mean, std, factor, data_root: str | No
         raise DreamddError("the artifact does not say which dataset it was distilled from; pass --dataset NAME")
     data = datasets.load(split["dataset"], root=data_root or split.get("root", "data"),
                          val_size=split.get("val_size", 0.1), seed=split.get("seed", 0))
-    recipe = _recipe((meta.get("evaluation") or {}).get("recipe", {}), split["dataset"], overrides)
+    stored = meta.get("recipe") or (meta.get("evaluation") or {}).get("recipe", {})   # the run's, else its result's
+    recipe = _recipe(stored, split["dataset"], overrides)
     return distilled, data, recipe
 
 

@@ -20,17 +20,16 @@ def resolve_device(name: str = "auto") -> torch.device:
     return torch.device(name)
 
 
-def uses_channels_last(device: torch.device) -> bool:
-    """Whether networks on `device` run in the channels_last (NHWC) memory layout: on the CPU by default, where
-    oneDNN computes the same convolutions markedly faster in it (BENCHMARKS.md, "floor"); not on other devices,
-    where it is unmeasured. DREAMDD_CHANNELS_LAST=1 or 0 forces it on or off. Results agree with the default
-    layout to float tolerance, not bit for bit."""
-    forced = os.environ.get("DREAMDD_CHANNELS_LAST")
-    if forced not in (None, ""):
-        if forced not in ("0", "1"):
-            raise DreamddError(f"DREAMDD_CHANNELS_LAST must be 0 or 1, not '{forced}'")
-        return forced == "1"
-    return torch.device(device).type == "cpu"
+def uses_channels_last() -> bool:
+    """Whether networks run in the channels_last (NHWC) memory layout: only when DREAMDD_CHANNELS_LAST=1.
+    On this project's reference CPU (2-core Zen 4, oneDNN) it is no faster than the default layout for the
+    distillation loop and slower for the network update (BENCHMARKS.md, "floor"); on GPUs with tensor cores it
+    usually pays, so it stays available. Results agree with the default layout to float tolerance, not bit for
+    bit."""
+    forced = os.environ.get("DREAMDD_CHANNELS_LAST", "")
+    if forced not in ("", "0", "1"):
+        raise DreamddError(f"DREAMDD_CHANNELS_LAST must be 0 or 1, not '{forced}'")
+    return forced == "1"
 
 
 def channels_last(x: torch.Tensor) -> torch.Tensor:
@@ -46,7 +45,7 @@ def place_network(net: nn.Module, device: torch.device) -> nn.Module:
     """`net` on `device`, in the layout uses_channels_last chooses: its 4-D weights and every input batch of its
     forward pass (a pre-hook) then are channels_last."""
     net = net.to(device)
-    if uses_channels_last(device):
+    if uses_channels_last():
         net = net.to(memory_format=torch.channels_last)
         net.register_forward_pre_hook(_inputs_channels_last)
     return net

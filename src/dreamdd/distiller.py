@@ -158,6 +158,9 @@ class Distiller:
                 "method": cfg.match.method, "selector": cfg.select.selector, "init": cfg.synth.init,
                 "model": {"name": cfg.model.name, **model_options(cfg)}, "seed": cfg.seed,
                 "iterations": completed, "preset": cfg.preset, "val_size": self.data.val_size,
+                "split": {"dataset": cfg.data.dataset, "root": cfg.data.root, "val_size": cfg.data.val_size,
+                          "seed": cfg.seed},
+                "recipe": dataclasses.asdict(cfg.eval),
                 "method_info": self.method.metadata(),
                 "versions": {"dreamdd": __version__, "torch": torch.__version__.split("+")[0],
                              "python": platform.python_version()}}

@@ -1,0 +1,242 @@
+"""Iteration efficiency, the paper's headline claim: how many outer iterations (and how much wall time) DREAM
+needs to reach the accuracy random selection ends with.
+
+    .venv/bin/python benchmarks/iterations.py --dataset fashion-mnist --ipc 10 --seeds 0 1 2 --iterations 40 \
+        --snapshot-every 5 [--arms dream random matching init] [--eval-repeats 2] [--eval-epochs 100] \
+        [--smooth 3] [--jobs 2] [--runs DIR] [--set key=value ...]
+
+Arms (each at equal iterations and seeds):
+    dream     representative matching + representative initialisation (DREAM)
+    random    random real batches + random real initialisation (the baseline, plain IDC)
+    matching  representative matching only
+    init      representative initialisation only
+
+Every run saves a snapshot of its synthetic set every --snapshot-every outer iterations (and at iteration 0);
+nothing is evaluated while it distills. Each snapshot is then evaluated with fresh networks: the checkpoint of
+each network is chosen on the validation split and its test accuracy reported, so the test split never steers
+anything. Curves are the seeds' mean and std of that test accuracy; to tame the jitter from one snapshot to the
+next, the mean is also averaged over --smooth neighbouring snapshots, and iterations-to-target uses the smoothed
+curves. Target = random selection's final (smoothed) mean accuracy; the script prints the first iteration at
+which each arm reaches it, the ratio of random's iterations to the arm's, and the same in wall time.
+
+Finished runs and snapshot evaluations found in --runs are reused, so an interrupted benchmark continues.
+Writes benchmarks/results/iterations-<dataset>-ipc<N>.json and .png.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+ARMS = {"dream": ("dream", "representative"), "random": ("random", "real"),
+        "matching": ("dream", "real"), "init": ("random", "representative")}
+LABELS = {"dream": "DREAM (rep. matching + rep. init)", "random": "random selection (baseline)",
+          "matching": "rep. matching only", "init": "rep. init only"}
+
+
+# ---- work items (run in worker processes, one thread each) ------------------------------------------------
+def _limit_threads(threads: int) -> None:
+    import torch
+    torch.set_num_threads(threads)
+
+
+def distill_arm(out: str, dataset: str, ipc: int, preset: str | None, arm: str, seed: int, iterations: int,
+                overrides: dict[str, Any]) -> str:
+    """Distill one (arm, seed) with snapshots and no evaluation; a finished run in `out` is kept."""
+    import dreamdd
+    summary = Path(out) / "summary.json"
+    if summary.exists() and json.loads(summary.read_text()).get("status") == "finished":
+        return out
+    if (Path(out) / "checkpoint.pt").exists():       # interrupted: continue it
+        dreamdd.distill(resume=out, evaluate=False, quiet=True)
+        return out
+    selector, init = ARMS[arm]
+    dreamdd.distill(dataset, ipc, preset=preset, selector=selector, init=init, iterations=iterations, seed=seed,
+                    out=out, overrides=overrides, evaluate=False, quiet=True)
+    return out
+
+
+def evaluate_snapshot(snapshot: str, repeats: int, epochs: int | None) -> dict[str, Any]:
+    """Test accuracy (checkpoint chosen on validation) of one snapshot; cached beside it."""
+    import dreamdd
+    cache = Path(snapshot) / f"eval-r{repeats}-e{epochs or 'recipe'}.json"
+    if cache.exists():
+        return json.loads(cache.read_text())
+    meta = json.loads((Path(snapshot) / "metadata.json").read_text())
+    result = dreamdd.evaluate(snapshot, repeats=repeats, epochs=epochs)
+    record = {"iteration": meta["iterations"], "elapsed_seconds": meta["elapsed_seconds"],
+              "test_mean": result["test_mean"], "test_std": result["test_std"], "val_mean": result["val_mean"],
+              "epochs": result["epochs"],
+              "repeats": result["repeats"]}
+    cache.write_text(json.dumps(record, indent=1) + "\n")
+    return record
+
+
+def run_all(tasks: list[tuple], jobs: int) -> list[Any]:
+    """Run (function, *args) tasks, in `jobs` spawned processes of one thread each when jobs > 1."""
+    if jobs <= 1:
+        return [fn(*args) for fn, *args in tasks]
+    with ProcessPoolExecutor(jobs, mp_context=get_context("spawn"), initializer=_limit_threads,
+                             initargs=(1,)) as pool:
+        return [f.result() for f in [pool.submit(fn, *args) for fn, *args in tasks]]
+
+
+# ---- curves ------------------------------------------------------------------------------------------------
+def smoothed(values: list[float], window: int) -> list[float]:
+    """Centred moving average over `window` neighbouring points (truncated at both ends)."""
+    half = window // 2
+    return [statistics.fmean(values[max(0, i - half): i + half + 1]) for i in range(len(values))]
+
+
+def arm_curve(records: list[list[dict[str, Any]]], window: int) -> dict[str, list[float]]:
+    """Per iteration that every seed evaluated: mean and std over seeds of test accuracy, the smoothed mean,
+    and the mean elapsed wall seconds."""
+    common = sorted(set.intersection(*({r["iteration"] for r in seed} for seed in records)))
+    by_seed = [{r["iteration"]: r for r in seed} for seed in records]
+    mean = [statistics.fmean(s[it]["test_mean"] for s in by_seed) for it in common]
+    std = [statistics.pstdev([s[it]["test_mean"] for s in by_seed]) if len(by_seed) > 1 else 0.0 for it in common]
+    seconds = [statistics.fmean(s[it]["elapsed_seconds"] for s in by_seed) for it in common]
+    return {"iterations": common, "mean": mean, "std": std, "smoothed": smoothed(mean, window),
+            "elapsed_seconds": seconds,
+            "per_seed": [[s[it]["test_mean"] for it in common] for s in by_seed]}
+
+
+def first_reach(curve: dict[str, list[float]], target: float) -> tuple[int | None, float | None]:
+    """(iteration, elapsed seconds) of the first smoothed point >= target, or (None, None)."""
+    for it, acc, sec in zip(curve["iterations"], curve["smoothed"], curve["elapsed_seconds"]):
+        if acc >= target:
+            return it, sec
+    return None, None
+
+
+def summarize(curves: dict[str, dict[str, list[float]]]) -> dict[str, Any]:
+    """Target = random's final smoothed accuracy; each arm's iterations and seconds to reach it, and the ratios
+    against random's own first reach and against random's whole horizon."""
+    base = curves["random"]
+    target = base["smoothed"][-1]
+    base_it, base_sec = first_reach(base, target)
+    horizon_it, horizon_sec = base["iterations"][-1], base["elapsed_seconds"][-1]
+    out = {"target": target, "random_first_reach": base_it, "random_horizon": horizon_it, "arms": {}}
+    for arm, curve in curves.items():
+        it, sec = first_reach(curve, target)
+        out["arms"][arm] = {
+            "final_mean": curve["mean"][-1], "final_std": curve["std"][-1], "final_smoothed": curve["smoothed"][-1],
+            "iterations_to_target": it, "seconds_to_target": sec,
+            "ratio_vs_random_reach": (base_it / it) if it and base_it else None,
+            "ratio_vs_random_horizon": (horizon_it / it) if it else None,
+            "time_ratio_vs_random_reach": (base_sec / sec) if sec and base_sec else None,
+            "time_ratio_vs_random_horizon": (horizon_sec / sec) if sec else None}
+    return out
+
+
+def plot(curves: dict[str, dict[str, list[float]]], title: str, path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    for arm, c in curves.items():
+        lo = [m - s for m, s in zip(c["mean"], c["std"])]
+        hi = [m + s for m, s in zip(c["mean"], c["std"])]
+        minutes = [s / 60 for s in c["elapsed_seconds"]]
+        for ax, x in zip(axes, (c["iterations"], minutes)):
+            line, = ax.plot(x, c["mean"], marker="o", ms=3, label=LABELS[arm])
+            ax.fill_between(x, lo, hi, alpha=0.2, color=line.get_color())
+            ax.plot(x, c["smoothed"], ls="--", lw=1, color=line.get_color())
+    axes[0].set_xlabel("outer iteration")
+    axes[1].set_xlabel("wall time of distillation (min, mean over seeds)")
+    for ax in axes:
+        ax.set_ylabel("test accuracy (%)")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8, loc="lower right")
+    fig.suptitle(f"{title}\nmean +- std over seeds (band); dashed: mean smoothed over neighbouring snapshots")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+# ---- main --------------------------------------------------------------------------------------------------
+def main(argv: list[str] | None = None) -> int:
+    from dreamdd.config import parse_overrides
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--dataset", required=True)
+    p.add_argument("--ipc", type=int, default=10)
+    p.add_argument("--preset", help="default: the dataset's paper preset")
+    p.add_argument("--arms", nargs="+", default=["dream", "random"], choices=list(ARMS))
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--iterations", type=int, required=True, help="outer iterations of every run")
+    p.add_argument("--snapshot-every", type=int, required=True, help="outer iterations between snapshots")
+    p.add_argument("--eval-repeats", type=int, default=2, help="evaluation networks per snapshot")
+    p.add_argument("--eval-epochs", type=int, help="epochs per evaluation network (default: the recipe's)")
+    p.add_argument("--smooth", type=int, default=3, help="snapshots averaged for the smoothed curve (1: none)")
+    p.add_argument("--jobs", type=int, default=1, help="runs and evaluations in parallel, one thread each")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--runs", help="keep run folders here (default: a temporary folder)")
+    p.add_argument("--out", help="JSON result (default: benchmarks/results/iterations-<dataset>-ipc<N>.json)")
+    args = p.parse_args(argv)
+    if "random" not in args.arms:
+        p.error("--arms must include random: it sets the target")
+
+    overrides = parse_overrides(args.overrides)
+    overrides.setdefault("distill", {}).update({"snapshot_every": args.snapshot_every, "eval_every": 0})
+    runs_dir = Path(args.runs) if args.runs else Path(tempfile.mkdtemp(prefix="dreamdd-iterations-"))
+    started = time.time()
+    keys = [(arm, seed) for seed in args.seeds for arm in args.arms]
+    folders = {k: str(runs_dir / f"{k[0]}-s{k[1]}") for k in keys}
+    print(f"distilling {len(keys)} runs into {runs_dir}", file=sys.stderr, flush=True)
+    run_all([(distill_arm, folders[k], args.dataset, args.ipc, args.preset, k[0], k[1], args.iterations, overrides)
+             for k in keys], args.jobs)
+    snapshots = {k: sorted(str(s) for s in (Path(folders[k]) / "snapshots").iterdir() if s.is_dir()) for k in keys}
+    tasks = [(evaluate_snapshot, s, args.eval_repeats, args.eval_epochs) for k in keys for s in snapshots[k]]
+    print(f"evaluating {len(tasks)} snapshots", file=sys.stderr, flush=True)
+    flat = iter(run_all(tasks, args.jobs))
+    records = {k: [next(flat) for _ in snapshots[k]] for k in keys}
+    curves = {arm: arm_curve([records[(arm, seed)] for seed in args.seeds], args.smooth) for arm in args.arms}
+    result = summarize(curves)
+
+    print(f"\n{args.dataset}, IPC {args.ipc}, {args.iterations} outer iterations, seeds {args.seeds}; test accuracy "
+          f"({args.eval_repeats} networks per snapshot, smoothed over {args.smooth} snapshots)")
+    print(f"target = random selection's final smoothed accuracy {result['target']:.2f} "
+          f"(random first reaches it at iteration {result['random_first_reach']})")
+    print(f"{'arm':<10} {'final':>15} {'iter to target':>15} {'ratio (reach/horizon)':>22} "
+          f"{'min to target':>14} {'time ratio (reach/horizon)':>27}")
+    for arm in args.arms:
+        a = result["arms"][arm]
+        it = a["iterations_to_target"]
+        sec = a["seconds_to_target"]
+        ratio = lambda x: "-" if x is None else f"{x:.1f}x"   # noqa: E731
+        print(f"{arm:<10} {a['final_mean']:7.2f} +- {a['final_std']:<4.2f} "
+              f"{it if it is not None else '>' + str(args.iterations):>15} "
+              f"{ratio(a['ratio_vs_random_reach']) + ' / ' + ratio(a['ratio_vs_random_horizon']):>22} "
+              f"{'-' if sec is None else f'{sec / 60:.1f}':>14} "
+              f"{ratio(a['time_ratio_vs_random_reach']) + ' / ' + ratio(a['time_ratio_vs_random_horizon']):>27}")
+
+    stem = f"iterations-{Path(args.dataset).stem}-ipc{args.ipc}"
+    out = Path(args.out) if args.out else HERE / "results" / f"{stem}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    title = (f"{args.dataset}, IPC {args.ipc}: test accuracy of snapshots ({args.eval_repeats} networks each, "
+             f"{len(args.seeds)} seeds)")
+    plot(curves, title, out.with_suffix(".png"))
+    import torch
+    out.write_text(json.dumps({
+        "dataset": args.dataset, "ipc": args.ipc, "preset": args.preset, "arms": args.arms, "seeds": args.seeds,
+        "iterations": args.iterations, "snapshot_every": args.snapshot_every, "eval_repeats": args.eval_repeats,
+        "eval_epochs": args.eval_epochs, "smooth": args.smooth, "jobs": args.jobs, "overrides": overrides,
+        "summary": result, "curves": curves, "wall_seconds": time.time() - started, "runs": str(runs_dir),
+        "machine": {"cpus": os.cpu_count(), "torch": torch.__version__, "python": platform.python_version(),
+                    "load_average": list(os.getloadavg())}}, indent=1) + "\n")
+    print(f"written {out} and {out.with_suffix('.png').name}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

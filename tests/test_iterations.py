@@ -1,0 +1,69 @@
+"""The iteration-efficiency benchmark (benchmarks/iterations.py): curve arithmetic, and a tiny digits run that
+writes its JSON and plot."""
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+BENCHMARK = Path(__file__).resolve().parents[1] / "benchmarks" / "iterations.py"
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("iterations", BENCHMARK)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_smoothing_averages_neighbours_and_truncates_at_the_ends(bench):
+    assert bench.smoothed([0, 3, 6, 9], 3) == [1.5, 3, 6, 7.5]
+    assert bench.smoothed([1, 5, 2], 1) == [1, 5, 2]
+
+
+def _records(accs, seconds_per_it=10):
+    return [{"iteration": i * 5, "test_mean": a, "elapsed_seconds": i * 5 * seconds_per_it}
+            for i, a in enumerate(accs)]
+
+
+def test_targets_ratios_and_time_come_from_the_smoothed_curves(bench):
+    random = bench.arm_curve([_records([10, 20, 30, 40, 40]), _records([10, 20, 30, 40, 40])], 1)
+    dream = bench.arm_curve([_records([10, 40, 41, 42, 43], 20), _records([10, 40, 45, 42, 43], 20)], 1)
+    assert dream["mean"][2] == 43 and dream["std"][2] == 2
+    result = bench.summarize({"random": random, "dream": dream})
+    assert result["target"] == 40 and result["random_first_reach"] == 15 and result["random_horizon"] == 20
+    arm = result["arms"]["dream"]
+    assert arm["iterations_to_target"] == 5 and arm["ratio_vs_random_reach"] == 3
+    assert arm["ratio_vs_random_horizon"] == 4
+    assert arm["seconds_to_target"] == 100 and arm["time_ratio_vs_random_reach"] == 1.5
+
+
+def test_an_arm_that_never_reaches_has_no_ratio(bench):
+    random = bench.arm_curve([_records([10, 50])], 1)
+    low = bench.arm_curve([_records([10, 20])], 1)
+    arm = bench.summarize({"random": random, "low": low})["arms"]["low"]
+    assert arm["iterations_to_target"] is None and arm["ratio_vs_random_horizon"] is None
+
+
+def test_tiny_digits_benchmark_writes_results_and_plot(bench, tmp_path, capsys):
+    tiny = ["--set", "model.width=8", "--set", "model.depth=2", "--set", "match.batch_real=8",
+            "--set", "distill.inner_loop=2", "--set", "distill.n_data=32", "--set", "eval.val_every=1"]
+    out = tmp_path / "iterations.json"
+    code = bench.main(["--dataset", "digits", "--ipc", "1", "--seeds", "0", "1", "--iterations", "2",
+                       "--snapshot-every", "1", "--eval-repeats", "1", "--eval-epochs", "2",
+                       "--runs", str(tmp_path / "runs"), "--out", str(out), *tiny])
+    assert code == 0
+    data = json.loads(out.read_text())
+    assert set(data["curves"]) == {"dream", "random"}
+    assert data["curves"]["dream"]["iterations"] == [0, 1, 2]
+    assert len(data["curves"]["random"]["per_seed"]) == 2
+    assert data["summary"]["arms"]["random"]["iterations_to_target"] is not None
+    assert out.with_suffix(".png").stat().st_size > 1000
+    cached = sorted((tmp_path / "runs" / "dream-s0" / "snapshots" / "iter-000001").glob("eval-*.json"))
+    assert len(cached) == 1
+    assert "target = random selection's final" in capsys.readouterr().out
+    assert bench.main(["--dataset", "digits", "--ipc", "1", "--seeds", "0", "1", "--iterations", "2",
+                       "--snapshot-every", "1", "--eval-repeats", "1", "--eval-epochs", "2",
+                       "--runs", str(tmp_path / "runs"), "--out", str(out), *tiny]) == 0   # all reused
+    assert json.loads(out.read_text())["summary"] == data["summary"]
