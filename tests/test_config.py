@@ -61,3 +61,11 @@ def test_presets_resolve_extends_and_roundtrip():
     assert merged["synth"]["ipc"] == 10 and merged["match"]["metric"] == "mse"
     config = resolve("cifar10", 10)
     assert Config.from_dict(config.to_dict()) == config
+
+
+def test_cpu_2h_preset_keeps_the_paper_settings_within_a_time_budget():
+    laptop, paper = resolve("cifar10", 10, "cifar10-cpu-2h"), resolve("cifar10", 10)
+    assert laptop.distill.max_minutes == 120 and laptop.distill.snapshot_every >= 1
+    assert laptop.distill.eval_every == 0 and laptop.select.pool_size == 1000
+    assert (laptop.model, laptop.synth, laptop.match, laptop.eval) == (paper.model, paper.synth, paper.match,
+                                                                         paper.eval)
