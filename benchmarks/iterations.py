@@ -131,12 +131,15 @@ def summarize(curves: dict[str, dict[str, list[float]]]) -> dict[str, Any]:
         it, sec = first_reach(curve, target)
         out["arms"][arm] = {
             "final_mean": curve["mean"][-1], "final_std": curve["std"][-1], "final_smoothed": curve["smoothed"][-1],
-            "iterations_to_target": it, "seconds_to_target": sec,
-            "ratio_vs_random_reach": (base_it / it) if it and base_it else None,
-            "ratio_vs_random_horizon": (horizon_it / it) if it else None,
-            "time_ratio_vs_random_reach": (base_sec / sec) if sec and base_sec else None,
-            "time_ratio_vs_random_horizon": (horizon_sec / sec) if sec else None}
+            "iterations_to_target": it, "seconds_to_target": sec, "reached_by_initial_set": it == 0,
+            "ratio_vs_random_reach": ratio(base_it, it), "ratio_vs_random_horizon": ratio(horizon_it, it),
+            "time_ratio_vs_random_reach": ratio(base_sec, sec), "time_ratio_vs_random_horizon": ratio(horizon_sec, sec)}
     return out
+
+
+def ratio(baseline: float | None, arm: float | None) -> float | None:
+    """baseline / arm; None when either is missing or the arm needed nothing (reached it at iteration 0)."""
+    return baseline / arm if baseline and arm else None
 
 
 def plot(curves: dict[str, dict[str, list[float]]], title: str, path: Path) -> None:
@@ -213,12 +216,13 @@ def main(argv: list[str] | None = None) -> int:
         a = result["arms"][arm]
         it = a["iterations_to_target"]
         sec = a["seconds_to_target"]
-        ratio = lambda x: "-" if x is None else f"{x:.1f}x"   # noqa: E731
+        def shown(key: str) -> str:
+            return "at init" if a["reached_by_initial_set"] else "-" if a[key] is None else f"{a[key]:.1f}x"
         print(f"{arm:<10} {a['final_mean']:7.2f} +- {a['final_std']:<4.2f} "
               f"{it if it is not None else '>' + str(args.iterations):>15} "
-              f"{ratio(a['ratio_vs_random_reach']) + ' / ' + ratio(a['ratio_vs_random_horizon']):>22} "
+              f"{shown('ratio_vs_random_reach') + ' / ' + shown('ratio_vs_random_horizon'):>22} "
               f"{'-' if sec is None else f'{sec / 60:.1f}':>14} "
-              f"{ratio(a['time_ratio_vs_random_reach']) + ' / ' + ratio(a['time_ratio_vs_random_horizon']):>27}")
+              f"{shown('time_ratio_vs_random_reach') + ' / ' + shown('time_ratio_vs_random_horizon'):>27}")
 
     stem = f"iterations-{Path(args.dataset).stem}-ipc{args.ipc}"
     out = Path(args.out) if args.out else HERE / "results" / f"{stem}.json"

@@ -72,3 +72,10 @@ def test_tensorboard_without_the_package_is_a_clear_error(tmp_path, capsys, monk
     code, _, err = run(capsys, "distill", "--dataset", "digits", "--ipc", "1", "--out", str(tmp_path / "tb"),
                        "--quiet", "--tensorboard", *TINY)
     assert code == 2 and "pip install tensorboard" in err
+
+
+def test_python_dash_m_runs_the_command():
+    import subprocess
+    import sys
+    done = subprocess.run([sys.executable, "-m", "dreamdd", "presets"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and "cifar10-cpu-2h" in done.stdout

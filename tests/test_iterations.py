@@ -67,3 +67,11 @@ def test_tiny_digits_benchmark_writes_results_and_plot(bench, tmp_path, capsys):
                        "--snapshot-every", "1", "--eval-repeats", "1", "--eval-epochs", "2",
                        "--runs", str(tmp_path / "runs"), "--out", str(out), *tiny]) == 0   # all reused
     assert json.loads(out.read_text())["summary"] == data["summary"]
+
+
+def test_an_arm_whose_initial_set_already_reaches_is_flagged_without_a_ratio(bench):
+    random = bench.arm_curve([_records([10, 30, 40])], 1)
+    early = bench.arm_curve([_records([45, 46, 47])], 1)
+    arm = bench.summarize({"random": random, "early": early})["arms"]["early"]
+    assert arm["iterations_to_target"] == 0 and arm["reached_by_initial_set"]
+    assert arm["ratio_vs_random_horizon"] is None and arm["time_ratio_vs_random_reach"] is None
