@@ -2,7 +2,8 @@
 needs to reach the accuracy random selection ends with.
 
     .venv/bin/python benchmarks/iterations.py --dataset fashion-mnist --ipc 10 --seeds 0 1 2 --iterations 40 \
-        --snapshot-every 5 [--arms dream random matching init] [--eval-repeats 2] [--eval-epochs 100] \
+        --snapshot-every 1 [--evaluate-at 0 1 2 4 8 16 32 40] [--arms dream random matching init] \
+        [--eval-repeats 2] [--eval-epochs 100] \
         [--smooth 3] [--jobs 2] [--runs DIR] [--set key=value ...]
 
 Arms (each at equal iterations and seeds):
@@ -178,6 +179,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--iterations", type=int, required=True, help="outer iterations of every run")
     p.add_argument("--snapshot-every", type=int, required=True, help="outer iterations between snapshots")
+    p.add_argument("--evaluate-at", type=int, nargs="+", metavar="ITERATION",
+                   help="evaluate only the snapshots of these iterations (default: every snapshot), e.g. a doubling "
+                        "schedule 0 1 2 4 8 16 that resolves early iterations finely at a few evaluations' cost")
     p.add_argument("--eval-repeats", type=int, default=2, help="evaluation networks per snapshot")
     p.add_argument("--eval-epochs", type=int, help="epochs per evaluation network (default: the recipe's)")
     p.add_argument("--smooth", type=int, default=3, help="snapshots averaged for the smoothed curve (1: none)")
@@ -198,7 +202,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"distilling {len(keys)} runs into {runs_dir}", file=sys.stderr, flush=True)
     run_all([(distill_arm, folders[k], args.dataset, args.ipc, args.preset, k[0], k[1], args.iterations, overrides)
              for k in keys], args.jobs)
-    snapshots = {k: sorted(str(s) for s in (Path(folders[k]) / "snapshots").iterdir() if s.is_dir()) for k in keys}
+    wanted = set(args.evaluate_at) if args.evaluate_at else None
+    snapshots = {k: sorted(str(s) for s in (Path(folders[k]) / "snapshots").iterdir()
+                           if s.is_dir() and (wanted is None or int(s.name.split("-")[1]) in wanted)) for k in keys}
     tasks = [(evaluate_snapshot, s, args.eval_repeats, args.eval_epochs) for k in keys for s in snapshots[k]]
     print(f"evaluating {len(tasks)} snapshots", file=sys.stderr, flush=True)
     flat = iter(run_all(tasks, args.jobs))
@@ -233,7 +239,8 @@ def main(argv: list[str] | None = None) -> int:
     import torch
     out.write_text(json.dumps({
         "dataset": args.dataset, "ipc": args.ipc, "preset": args.preset, "arms": args.arms, "seeds": args.seeds,
-        "iterations": args.iterations, "snapshot_every": args.snapshot_every, "eval_repeats": args.eval_repeats,
+        "iterations": args.iterations, "snapshot_every": args.snapshot_every, "evaluate_at": args.evaluate_at,
+        "eval_repeats": args.eval_repeats,
         "eval_epochs": args.eval_epochs, "smooth": args.smooth, "jobs": args.jobs, "overrides": overrides,
         "summary": result, "curves": curves, "wall_seconds": time.time() - started, "runs": str(runs_dir),
         "machine": {"cpus": os.cpu_count(), "torch": torch.__version__, "python": platform.python_version(),

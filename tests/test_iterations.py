@@ -57,6 +57,11 @@ def test_tiny_digits_benchmark_writes_results_and_plot(bench, tmp_path, capsys):
     data = json.loads(out.read_text())
     assert set(data["curves"]) == {"dream", "random"}
     assert data["curves"]["dream"]["iterations"] == [0, 1, 2]
+    assert bench.main(["--dataset", "digits", "--ipc", "1", "--seeds", "0", "1", "--iterations", "2",
+                       "--snapshot-every", "1", "--evaluate-at", "0", "2", "--eval-repeats", "1",
+                       "--eval-epochs", "2", "--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "at.json"),
+                       *tiny]) == 0
+    assert json.loads((tmp_path / "at.json").read_text())["curves"]["random"]["iterations"] == [0, 2]
     assert len(data["curves"]["random"]["per_seed"]) == 2
     assert data["summary"]["arms"]["random"]["iterations_to_target"] is not None
     assert out.with_suffix(".png").stat().st_size > 1000
