@@ -70,3 +70,11 @@ def test_cpu_2h_preset_keeps_the_paper_settings_within_a_time_budget():
     assert (laptop.model, laptop.match, laptop.eval) == (paper.model, paper.match, paper.eval)
     assert laptop.synth.factor == paper.synth.factor and laptop.synth.init == paper.synth.init
     assert laptop.image_lr(32) == 10 * paper.image_lr(32)
+
+
+@pytest.mark.parametrize("name,ipc,steps,epochs,start", [("mtt-cifar100-ipc1", 1, 20, 3, 20),
+                                                         ("mtt-cifar100-ipc10", 10, 20, 2, 40)])
+def test_mtt_cifar100_presets(name, ipc, steps, epochs, start):
+    c = resolve("cifar100", None, name)
+    assert (c.match.method, c.synth.ipc, c.data.dataset) == ("mtt", ipc, "cifar100")
+    assert (c.mtt.syn_steps, c.mtt.expert_epochs, c.mtt.max_start_epoch, c.mtt.zca) == (steps, epochs, start, True)
