@@ -143,7 +143,7 @@ def ratio(baseline: float | None, arm: float | None) -> float | None:
     return baseline / arm if baseline and arm else None
 
 
-def plot(curves: dict[str, dict[str, list[float]]], title: str, path: Path) -> None:
+def plot(curves: dict[str, dict[str, list[float]]], title: str, path: Path, window: int) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -155,14 +155,16 @@ def plot(curves: dict[str, dict[str, list[float]]], title: str, path: Path) -> N
         for ax, x in zip(axes, (c["iterations"], minutes)):
             line, = ax.plot(x, c["mean"], marker="o", ms=3, label=LABELS[arm])
             ax.fill_between(x, lo, hi, alpha=0.2, color=line.get_color())
-            ax.plot(x, c["smoothed"], ls="--", lw=1, color=line.get_color())
+            if window > 1:
+                ax.plot(x, c["smoothed"], ls="--", lw=1, color=line.get_color())
     axes[0].set_xlabel("outer iteration")
     axes[1].set_xlabel("wall time of distillation (min, mean over seeds)")
     for ax in axes:
         ax.set_ylabel("test accuracy (%)")
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8, loc="lower right")
-    fig.suptitle(f"{title}\nmean +- std over seeds (band); dashed: mean smoothed over neighbouring snapshots")
+    smoothing = f"; dashed: mean smoothed over {window} neighbouring snapshots" if window > 1 else ""
+    fig.suptitle(f"{title}\nmean +- std over seeds (band){smoothing}")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -235,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     title = (f"{args.dataset}, IPC {args.ipc}: test accuracy of snapshots ({args.eval_repeats} networks each, "
              f"{len(args.seeds)} seeds)")
-    plot(curves, title, out.with_suffix(".png"))
+    plot(curves, title, out.with_suffix(".png"), args.smooth)
     import torch
     out.write_text(json.dumps({
         "dataset": args.dataset, "ipc": args.ipc, "preset": args.preset, "arms": args.arms, "seeds": args.seeds,
