@@ -214,7 +214,7 @@ class Distiller:
                 self.save_snapshot(done, synthetic)
             if self.run_dir is not None and (done % cfg.distill.checkpoint_every == 0 or last):
                 self.run_dir.save_checkpoint(self.checkpoint_state(done, synthetic, image_optimizer))
-            if out_of_time and not done == cfg.distill.iterations:
+            if out_of_time and done != cfg.distill.iterations:
                 self.log(f"stopping after outer iteration {done}: distill.max_minutes = {cfg.distill.max_minutes} "
                          f"reached ({self.timings.elapsed / 60:.1f} min)")
                 self._record({"event": "stopped", "iteration": done, "reason": "max_minutes",
