@@ -6,6 +6,7 @@ import torch
 
 import dreamdd
 from dreamdd.artifact import load_distilled
+from dreamdd.distiller import room_for_another
 
 TINY = {"model": {"width": 16, "depth": 2}, "match": {"batch_real": 16},
         "select": {"interval": 2},
@@ -98,6 +99,13 @@ def test_max_minutes_stops_early_and_records_why(tmp_path):
     assert any(e["event"] == "stopped" and e["reason"] == "max_minutes" for e in events)
     assert [e["iteration"] for e in events if e.get("final")] == [1]
     assert torch.load(result.path / "checkpoint.pt", weights_only=True)["completed"] == 1
+
+
+def test_the_budget_admits_an_iteration_only_if_it_would_end_in_time():
+    assert room_for_another(elapsed=50.0, last_iteration=10.0, max_minutes=1)
+    assert not room_for_another(elapsed=50.0, last_iteration=10.5, max_minutes=1)   # would end at 60.5 s
+    assert not room_for_another(elapsed=61.0, last_iteration=0.0, max_minutes=1)
+    assert room_for_another(elapsed=1e9, last_iteration=1e9, max_minutes=None)
 
 
 def test_resume_keeps_counting_time_and_inner_iterations(tmp_path):

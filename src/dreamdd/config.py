@@ -125,7 +125,7 @@ class DistillConfig:
     eval_epochs: int | None = None # epochs per periodic evaluation (None: eval.epochs)
     checkpoint_every: int = 10     # outer iterations between checkpoints
     snapshot_every: int = 0        # outer iterations between snapshots of the set (0: none; also saves iteration 0)
-    max_minutes: float | None = None   # stop after the outer iteration that reaches this wall time (None: no limit)
+    max_minutes: float | None = None   # wall-time budget: stop before an outer iteration that would end after it
 
 
 @dataclass

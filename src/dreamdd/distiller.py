@@ -47,7 +47,7 @@ class Timings:
     match: float = 0.0
     network: float = 0.0
     evaluate: float = 0.0
-    elapsed: float = 0.0          # wall seconds of the loop (iterations, periodic evaluations, checkpoints)
+    elapsed: float = 0.0          # wall seconds of the loop (outer iterations and periodic evaluations)
     inner_iterations: int = 0
     extra: dict[str, float] = field(default_factory=dict)
 
@@ -63,6 +63,13 @@ class Timings:
                 "elapsed": self.elapsed, "inner_iterations": self.inner_iterations,
                 "seconds_per_inner_iteration": loop / self.inner_iterations if self.inner_iterations else 0.0,
                 "select_share": self.select / loop if loop else 0.0, **self.extra}
+
+
+def room_for_another(elapsed: float, last_iteration: float, max_minutes: float | None) -> bool:
+    """Whether an outer iteration as long as the last one (seconds) still ends within the wall-time budget
+    (None: no budget), so that a run given M minutes finishes within M minutes rather than overshooting by up to
+    one outer iteration."""
+    return max_minutes is None or elapsed + last_iteration <= 60 * max_minutes
 
 
 class Distiller:
@@ -167,8 +174,8 @@ class Distiller:
 
     # ---- the loop ----------------------------------------------------------------------------------------
     def run(self, resume: dict[str, Any] | None = None, final_eval: bool = True) -> Distilled:
-        """Distill from scratch (or from a checkpoint) to distill.iterations, or until distill.max_minutes of
-        wall time have passed; return the distilled set."""
+        """Distill from scratch (or from a checkpoint) to distill.iterations, or until another outer iteration
+        would end after distill.max_minutes of wall time; return the distilled set."""
         cfg = self.config
         start = 0
         if resume is None:
@@ -206,17 +213,18 @@ class Distiller:
                               "val_std": result["val_std"], "repeats": result["repeats"],
                               "epochs": result["epochs"]})
                 self.log(f"iteration {done}: validation accuracy {result['val_mean']:.2f}")
-            self.timings.elapsed += time.perf_counter() - t0
-            out_of_time = (cfg.distill.max_minutes is not None
-                           and self.timings.elapsed >= 60 * cfg.distill.max_minutes)
+            iteration_seconds = time.perf_counter() - t0
+            self.timings.elapsed += iteration_seconds
+            out_of_time = not room_for_another(self.timings.elapsed, iteration_seconds, cfg.distill.max_minutes)
             last = done == cfg.distill.iterations or out_of_time
             if cfg.distill.snapshot_every and (done % cfg.distill.snapshot_every == 0 or last):
                 self.save_snapshot(done, synthetic)
             if self.run_dir is not None and (done % cfg.distill.checkpoint_every == 0 or last):
                 self.run_dir.save_checkpoint(self.checkpoint_state(done, synthetic, image_optimizer))
             if out_of_time and done != cfg.distill.iterations:
-                self.log(f"stopping after outer iteration {done}: distill.max_minutes = {cfg.distill.max_minutes} "
-                         f"reached ({self.timings.elapsed / 60:.1f} min)")
+                self.log(f"stopping after outer iteration {done} ({self.timings.elapsed / 60:.1f} min): another "
+                         f"({iteration_seconds / 60:.1f} min) would end after distill.max_minutes = "
+                         f"{cfg.distill.max_minutes}")
                 self._record({"event": "stopped", "iteration": done, "reason": "max_minutes",
                               "elapsed": self.timings.elapsed})
                 break
