@@ -1,0 +1,141 @@
+"""Accuracy against wall time of one distillation under a time budget: the laptop preset's benchmark.
+
+    .venv/bin/python benchmarks/budget.py --dataset cifar10 --ipc 10 --preset cifar10-cpu-2h --run runs/c10-2h \
+        [--every-minutes 20] [--curve-repeats 1] [--curve-epochs 300] [--final-repeats 2] [--jobs 2] \
+        [--set key=value ...]
+
+The run distills with all of the machine's threads and nothing else evaluated inside the budget (the preset's
+distill.max_minutes stops it; distill.snapshot_every saves the set as it goes). Afterwards, with --jobs processes of
+one thread each, it evaluates the snapshot at iteration 0, the first snapshot at or after every --every-minutes of
+loop wall time, and the last one (--curve-repeats networks of --curve-epochs epochs each: a cheaper protocol, for the
+shape of the curve), and the last snapshot once more under the preset's own protocol (--final-repeats networks of
+eval.epochs epochs, the paper's evaluation): that number is the preset's result. Every network's checkpoint is
+chosen on the validation split; the test split is only reported.
+
+A finished run in --run is reused, an interrupted one continues from its checkpoint, and snapshot evaluations are
+cached beside each snapshot, so the benchmark can be stopped and started again.
+Writes benchmarks/results/budget-<preset>.json and .png.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from iterations import evaluate_snapshot, run_all  # noqa: E402  (the snapshot evaluation both benchmarks share)
+
+
+def pick_snapshots(elapsed: dict[int, float], every_seconds: float) -> list[int]:
+    """Iterations to evaluate from {iteration: loop wall seconds}: the first, the first at or after every multiple
+    of `every_seconds`, and the last."""
+    order = sorted(elapsed)
+    picked = {order[0], order[-1]}
+    mark = every_seconds
+    for it in order:
+        if elapsed[it] >= mark:
+            picked.add(it)
+            mark = (math.floor(elapsed[it] / every_seconds) + 1) * every_seconds
+    return sorted(picked)
+
+
+def distill_within_budget(run: Path, dataset: str, ipc: int, preset: str, seed: int,
+                          overrides: dict[str, Any]) -> dict[str, Any]:
+    """The run's summary: a finished run is read, an interrupted one continued, else distilled from scratch."""
+    import dreamdd
+    summary = run / "summary.json"
+    if summary.exists() and json.loads(summary.read_text()).get("status") == "finished":
+        return json.loads(summary.read_text())
+    if (run / "checkpoint.pt").exists():
+        return dreamdd.distill(resume=run, evaluate=False, quiet=False).summary
+    return dreamdd.distill(dataset, ipc, preset=preset, seed=seed, out=run, overrides=overrides, evaluate=False,
+                           quiet=False).summary
+
+
+def plot(curve: list[dict[str, Any]], final: dict[str, Any], title: str, path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    minutes = [r["elapsed_seconds"] / 60 for r in curve]
+    ax.plot(minutes, [r["test_mean"] for r in curve], marker="o",
+            label=f"snapshots ({curve[0]['repeats']} x {curve[0]['epochs']} epochs)")
+    ax.errorbar([final["elapsed_seconds"] / 60], [final["test_mean"]], yerr=[final["test_std"]], fmt="s",
+                color="C3", capsize=4, label=f"final set ({final['repeats']} x {final['epochs']} epochs)")
+    ax.set_xlabel("wall time of distillation (min)")
+    ax.set_ylabel("test accuracy (%)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from dreamdd.config import parse_overrides
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--dataset", default="cifar10")
+    p.add_argument("--ipc", type=int, default=10)
+    p.add_argument("--preset", default="cifar10-cpu-2h")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--run", required=True, help="the run folder (reused or continued when it exists)")
+    p.add_argument("--every-minutes", type=float, default=20.0, help="wall time between evaluated snapshots")
+    p.add_argument("--curve-repeats", type=int, default=1, help="networks per curve point")
+    p.add_argument("--curve-epochs", type=int, default=300, help="epochs per curve network")
+    p.add_argument("--final-repeats", type=int, help="networks for the final set (default: the preset's eval.repeats)")
+    p.add_argument("--jobs", type=int, default=2, help="evaluations in parallel, one thread each")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--out", help="JSON result (default: benchmarks/results/budget-<preset>.json)")
+    args = p.parse_args(argv)
+
+    started = time.time()
+    run = Path(args.run)
+    summary = distill_within_budget(run, args.dataset, args.ipc, args.preset, args.seed,
+                                    parse_overrides(args.overrides))
+    if not (run / "snapshots").is_dir():
+        p.error(f"{run} has no snapshots: give the preset distill.snapshot_every (--set distill.snapshot_every=1)")
+    snapshots = {int(s.name.split("-")[1]): s for s in (run / "snapshots").iterdir() if s.is_dir()}
+    elapsed = {it: json.loads((s / "metadata.json").read_text())["elapsed_seconds"] for it, s in snapshots.items()}
+    points = pick_snapshots(elapsed, 60 * args.every_minutes)
+    last = str(snapshots[points[-1]])
+    final_repeats = args.final_repeats or yaml.safe_load((run / "config.yaml").read_text())["eval"]["repeats"]
+    tasks = [(evaluate_snapshot, last, final_repeats, None)]
+    tasks += [(evaluate_snapshot, str(snapshots[it]), args.curve_repeats, args.curve_epochs) for it in points]
+    print(f"evaluating {len(points)} snapshots and the final set", file=sys.stderr, flush=True)
+    final, *curve = run_all(tasks, args.jobs)
+
+    print(f"\n{args.dataset} IPC {args.ipc}, preset {args.preset}: {summary.get('iterations')} outer iterations in "
+          f"{elapsed[points[-1]] / 60:.1f} min")
+    print(f"{'iteration':>9} {'minutes':>8} {'test':>7}   ({args.curve_repeats} x {args.curve_epochs} epochs)")
+    for r in curve:
+        print(f"{r['iteration']:>9} {r['elapsed_seconds'] / 60:>8.1f} {r['test_mean']:>7.2f}")
+    print(f"final set: test {final['test_mean']:.2f} +- {final['test_std']:.2f} ({final['repeats']} x "
+          f"{final['epochs']} epochs, the preset's protocol)")
+
+    out = Path(args.out) if args.out else HERE / "results" / f"budget-{args.preset}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    plot(curve, final, f"{args.dataset} IPC {args.ipc}, preset {args.preset}: test accuracy against wall time",
+         out.with_suffix(".png"))
+    import torch
+    out.write_text(json.dumps({
+        "dataset": args.dataset, "ipc": args.ipc, "preset": args.preset, "seed": args.seed, "run": str(run),
+        "overrides": args.overrides, "every_minutes": args.every_minutes, "curve": curve, "final": final,
+        "timings": summary.get("timings"), "wall_seconds": time.time() - started,
+        "machine": {"cpus": os.cpu_count(), "torch": torch.__version__, "python": platform.python_version(),
+                    "load_average": list(os.getloadavg())}}, indent=1) + "\n")
+    print(f"written {out} and {out.with_suffix('.png').name}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
