@@ -96,13 +96,14 @@ def main(argv=None) -> int:
             print(f"  {args.method} selector={selector} init={init} seed={seed}: test "
                   f"{results[-1]['test_mean']:.2f}", file=sys.stderr, flush=True)
         test_mean, test_std = mean_std([r["test_mean"] for r in results])
+        seeds_curve = mean_curve(curves)     # runs of older versions may lack the last iteration's point
         rows.append({"method": args.method, "representative_matching": selector == "dream",
                      "representative_init": init == "representative", "selector": selector, "init": init,
                      "test_mean": test_mean, "test_std": test_std,
                      "test_per_seed": [r["test_mean"] for r in results],
                      "wall_seconds_per_run": [r["wall_seconds"] for r in results],
-                     "val_final": statistics.fmean(c[max(c)] for c in curves),
-                     "val_curve": {str(it): acc for it, acc in mean_curve(curves)}})
+                     "val_final": seeds_curve[-1][1] if seeds_curve else float("nan"),
+                     "val_curve": {str(it): acc for it, acc in seeds_curve}})
     target = rows[0]["val_final"]
     for row in rows:
         row["iterations_to_baseline"] = iterations_to_reach(
