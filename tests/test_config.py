@@ -72,9 +72,14 @@ def test_cpu_2h_preset_keeps_the_paper_settings_within_a_time_budget():
     assert laptop.image_lr(32) == 10 * paper.image_lr(32)
 
 
-@pytest.mark.parametrize("name,ipc,steps,epochs,start", [("mtt-cifar100-ipc1", 1, 20, 3, 20),
-                                                         ("mtt-cifar100-ipc10", 10, 20, 2, 40)])
-def test_mtt_cifar100_presets(name, ipc, steps, epochs, start):
-    c = resolve("cifar100", None, name)
-    assert (c.match.method, c.synth.ipc, c.data.dataset) == ("mtt", ipc, "cifar100")
-    assert (c.mtt.syn_steps, c.mtt.expert_epochs, c.mtt.max_start_epoch, c.mtt.zca) == (steps, epochs, start, True)
+@pytest.mark.parametrize("name,dataset,ipc,steps,epochs,start,zca,lr_lr", [
+    ("mtt-cifar10-ipc1", "cifar10", 1, 50, 2, 2, True, 1e-7),
+    ("mtt-cifar10-ipc10", "cifar10", 10, 30, 2, 20, True, 1e-4),
+    ("mtt-cifar10-ipc50", "cifar10", 50, 30, 2, 40, False, 1e-5),     # max start epoch 40 goes with no ZCA
+    ("mtt-cifar100-ipc1", "cifar100", 1, 20, 3, 20, True, 1e-5),
+    ("mtt-cifar100-ipc10", "cifar100", 10, 20, 2, 40, True, 1e-5)])
+def test_mtt_presets_hold_the_published_settings(name, dataset, ipc, steps, epochs, start, zca, lr_lr):
+    c = resolve(dataset, None, name)
+    assert (c.match.method, c.synth.ipc, c.data.dataset) == ("mtt", ipc, dataset)
+    assert (c.mtt.syn_steps, c.mtt.expert_epochs, c.mtt.max_start_epoch, c.mtt.zca) == (steps, epochs, start, zca)
+    assert c.mtt.lr_lr == pytest.approx(lr_lr)
