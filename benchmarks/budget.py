@@ -21,8 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -32,7 +30,7 @@ import yaml
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from iterations import evaluate_snapshot, run_all  # noqa: E402  (the snapshot evaluation both benchmarks share)
+from iterations import evaluate_snapshot, machine, run_all  # noqa: E402  (shared with the iteration benchmark)
 
 
 def pick_snapshots(elapsed: dict[int, float], every_seconds: float) -> list[int]:
@@ -126,13 +124,11 @@ def main(argv: list[str] | None = None) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     plot(curve, final, f"{args.dataset} IPC {args.ipc}, preset {args.preset}: test accuracy against wall time",
          out.with_suffix(".png"))
-    import torch
     out.write_text(json.dumps({
         "dataset": args.dataset, "ipc": args.ipc, "preset": args.preset, "seed": args.seed, "run": str(run),
         "overrides": args.overrides, "every_minutes": args.every_minutes, "curve": curve, "final": final,
         "timings": summary.get("timings"), "wall_seconds": time.time() - started,
-        "machine": {"cpus": os.cpu_count(), "torch": torch.__version__, "python": platform.python_version(),
-                    "load_average": list(os.getloadavg())}}, indent=1) + "\n")
+        "machine": machine()}, indent=1) + "\n")
     print(f"written {out} and {out.with_suffix('.png').name}")
     return 0
 

@@ -92,6 +92,13 @@ def run_all(tasks: list[tuple], jobs: int) -> list[Any]:
         return [f.result() for f in [pool.submit(fn, *args) for fn, *args in tasks]]
 
 
+def machine() -> dict[str, Any]:
+    """What a result file records about the machine it came from."""
+    import torch
+    return {"cpus": os.cpu_count(), "torch": torch.__version__, "python": platform.python_version(),
+            "load_average": list(os.getloadavg())}
+
+
 # ---- curves ------------------------------------------------------------------------------------------------
 def smoothed(values: list[float], window: int) -> list[float]:
     """Centred moving average over `window` neighbouring points (truncated at both ends)."""
@@ -238,15 +245,13 @@ def main(argv: list[str] | None = None) -> int:
     title = (f"{args.dataset}, IPC {args.ipc}: test accuracy of snapshots ({args.eval_repeats} networks each, "
              f"{len(args.seeds)} seeds)")
     plot(curves, title, out.with_suffix(".png"), args.smooth)
-    import torch
     out.write_text(json.dumps({
         "dataset": args.dataset, "ipc": args.ipc, "preset": args.preset, "arms": args.arms, "seeds": args.seeds,
         "iterations": args.iterations, "snapshot_every": args.snapshot_every, "evaluate_at": args.evaluate_at,
         "eval_repeats": args.eval_repeats,
         "eval_epochs": args.eval_epochs, "smooth": args.smooth, "jobs": args.jobs, "overrides": overrides,
         "summary": result, "curves": curves, "wall_seconds": time.time() - started, "runs": str(runs_dir),
-        "machine": {"cpus": os.cpu_count(), "torch": torch.__version__, "python": platform.python_version(),
-                    "load_average": list(os.getloadavg())}}, indent=1) + "\n")
+        "machine": machine()}, indent=1) + "\n")
     print(f"written {out} and {out.with_suffix('.png').name}")
     return 0
 

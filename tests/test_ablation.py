@@ -1,26 +1,21 @@
 """The ablation runner (benchmarks/ablation.py) on a tiny digits setting: four rows, JSON written."""
-import importlib.util
 import json
-from pathlib import Path
 
-BENCHMARK = Path(__file__).resolve().parents[1] / "benchmarks" / "ablation.py"
-
-
-def _ablation():
-    spec = importlib.util.spec_from_file_location("ablation", BENCHMARK)
-    ablation = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(ablation)
-    return ablation
+import pytest
 
 
-def test_seeds_curves_keep_only_the_iterations_every_seed_evaluated():
+@pytest.fixture(scope="module")
+def ablation(load_benchmark):
+    return load_benchmark("ablation")
+
+
+def test_seeds_curves_keep_only_the_iterations_every_seed_evaluated(ablation):
     # a run of an older version without the last iteration's periodic point next to one that has it
-    curve = _ablation().mean_curve([{5: 90.0, 10: 92.0}, {5: 94.0}])
+    curve = ablation.mean_curve([{5: 90.0, 10: 92.0}, {5: 94.0}])
     assert curve == [(5, 92.0)]
 
 
-def test_ablation_runs_the_four_combinations(tmp_path, capsys):
-    ablation = _ablation()
+def test_ablation_runs_the_four_combinations(ablation, tmp_path, capsys):
     tiny = ["--set", "model.width=8", "--set", "model.depth=2", "--set", "match.batch_real=8",
             "--set", "distill.inner_loop=2", "--set", "distill.n_data=32", "--set", "eval.epochs=2",
             "--set", "eval.repeats=1", "--set", "eval.val_every=1"]

@@ -1,34 +1,18 @@
 """Smoke tests of the benchmark scripts' core functions on tiny shapes (no timing assertions)."""
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
 import torch
 
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 
-
-def _load(name: str):
-    if str(BENCH) not in sys.path:
-        sys.path.insert(0, str(BENCH))
-    spec = importlib.util.spec_from_file_location(name, BENCH / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
+@pytest.fixture(scope="module")
+def speed(load_benchmark):
+    return load_benchmark("speed")
 
 
 @pytest.fixture(scope="module")
-def speed():
-    return _load("speed")
-
-
-@pytest.fixture(scope="module")
-def quality(speed):
-    return _load("selection_quality")
+def quality(speed, load_benchmark):
+    return load_benchmark("selection_quality")
 
 
 def test_mmd_identical_is_zero_and_shift_is_positive(quality):

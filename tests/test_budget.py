@@ -1,22 +1,13 @@
 """The time-budget benchmark (benchmarks/budget.py): which snapshots it evaluates, and a tiny digits run that
 writes its curve, final result and plot."""
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import pytest
 
-BENCHMARK = Path(__file__).resolve().parents[1] / "benchmarks" / "budget.py"
-
 
 @pytest.fixture(scope="module")
-def bench():
-    spec = importlib.util.spec_from_file_location("budget", BENCHMARK)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    yield module
-    sys.modules.pop("iterations", None)
+def bench(load_benchmark):
+    return load_benchmark("budget")
 
 
 def test_snapshots_are_the_first_the_last_and_one_per_interval(bench):

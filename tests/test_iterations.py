@@ -1,20 +1,13 @@
 """The iteration-efficiency benchmark (benchmarks/iterations.py): curve arithmetic, and a tiny digits run that
 writes its JSON and plot."""
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 
-BENCHMARK = Path(__file__).resolve().parents[1] / "benchmarks" / "iterations.py"
-
 
 @pytest.fixture(scope="module")
-def bench():
-    spec = importlib.util.spec_from_file_location("iterations", BENCHMARK)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def bench(load_benchmark):
+    return load_benchmark("iterations")
 
 
 def test_smoothing_averages_neighbours_and_truncates_at_the_ends(bench):
