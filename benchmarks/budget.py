@@ -30,7 +30,7 @@ import yaml
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from iterations import evaluate_snapshot, machine, run_all  # noqa: E402  (shared with the iteration benchmark)
+from iterations import distill_or_continue, evaluate_snapshot, machine, run_all  # noqa: E402  (shared with the iteration benchmark)
 
 
 def pick_snapshots(elapsed: dict[int, float], every_seconds: float) -> list[int]:
@@ -44,19 +44,6 @@ def pick_snapshots(elapsed: dict[int, float], every_seconds: float) -> list[int]
             picked.add(it)
             mark = (math.floor(elapsed[it] / every_seconds) + 1) * every_seconds
     return sorted(picked)
-
-
-def distill_within_budget(run: Path, dataset: str, ipc: int, preset: str, seed: int,
-                          overrides: dict[str, Any]) -> dict[str, Any]:
-    """The run's summary: a finished run is read, an interrupted one continued, else distilled from scratch."""
-    import dreamdd
-    summary = run / "summary.json"
-    if summary.exists() and json.loads(summary.read_text()).get("status") == "finished":
-        return json.loads(summary.read_text())
-    if (run / "checkpoint.pt").exists():
-        return dreamdd.distill(resume=run, evaluate=False, quiet=False).summary
-    return dreamdd.distill(dataset, ipc, preset=preset, seed=seed, out=run, overrides=overrides, evaluate=False,
-                           quiet=False).summary
 
 
 def plot(curve: list[dict[str, Any]], final: dict[str, Any], title: str, path: Path) -> None:
@@ -98,8 +85,8 @@ def main(argv: list[str] | None = None) -> int:
 
     started = time.time()
     run = Path(args.run)
-    summary = distill_within_budget(run, args.dataset, args.ipc, args.preset, args.seed,
-                                    parse_overrides(args.overrides))
+    summary = distill_or_continue(run, quiet=False, dataset=args.dataset, ipc=args.ipc, preset=args.preset,
+                                  seed=args.seed, overrides=parse_overrides(args.overrides))
     if not (run / "snapshots").is_dir():
         p.error(f"{run} has no snapshots: give the preset distill.snapshot_every (--set distill.snapshot_every=1)")
     snapshots = {int(s.name.split("-")[1]): s for s in (run / "snapshots").iterdir() if s.is_dir()}

@@ -51,19 +51,24 @@ def _limit_threads(threads: int) -> None:
     torch.set_num_threads(threads)
 
 
-def distill_arm(out: str, dataset: str, ipc: int, preset: str | None, arm: str, seed: int, iterations: int,
-                overrides: dict[str, Any]) -> str:
-    """Distill one (arm, seed) with snapshots and no evaluation; a finished run in `out` is kept."""
+def distill_or_continue(out: str | Path, quiet: bool = True, **settings) -> dict[str, Any]:
+    """The run's summary: a finished run in `out` is read, an interrupted one continued from its checkpoint, else
+    it is distilled with `settings` (dreamdd.distill's arguments); nothing is evaluated at the end."""
     import dreamdd
     summary = Path(out) / "summary.json"
     if summary.exists() and json.loads(summary.read_text()).get("status") == "finished":
-        return out
-    if (Path(out) / "checkpoint.pt").exists():       # interrupted: continue it
-        dreamdd.distill(resume=out, evaluate=False, quiet=True)
-        return out
+        return json.loads(summary.read_text())
+    if (Path(out) / "checkpoint.pt").exists():
+        return dreamdd.distill(resume=out, evaluate=False, quiet=quiet).summary
+    return dreamdd.distill(out=out, evaluate=False, quiet=quiet, **settings).summary
+
+
+def distill_arm(out: str, dataset: str, ipc: int, preset: str | None, arm: str, seed: int, iterations: int,
+                overrides: dict[str, Any]) -> str:
+    """Distill one (arm, seed) with snapshots and no evaluation; a finished run in `out` is kept."""
     selector, init = ARMS[arm]
-    dreamdd.distill(dataset, ipc, preset=preset, selector=selector, init=init, iterations=iterations, seed=seed,
-                    out=out, overrides=overrides, evaluate=False, quiet=True)
+    distill_or_continue(out, dataset=dataset, ipc=ipc, preset=preset, selector=selector, init=init,
+                        iterations=iterations, seed=seed, overrides=overrides)
     return out
 
 
