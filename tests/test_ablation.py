@@ -32,3 +32,21 @@ def test_ablation_runs_the_four_combinations(ablation, tmp_path, capsys):
     assert rows[0]["iterations_to_baseline"] is not None   # the baseline reaches its own final accuracy
     printed = capsys.readouterr().out
     assert "Rep. matching" in printed and printed.count("idc ") >= 4
+
+
+def test_ablation_names_its_baseline_and_runs_idcs_own_with_64_real_images(ablation, tmp_path, capsys):
+    tiny = ["--set", "model.width=8", "--set", "model.depth=2", "--set", "match.batch_real=8",
+            "--set", "distill.inner_loop=1", "--set", "distill.n_data=16", "--set", "eval.epochs=1",
+            "--set", "eval.repeats=1", "--set", "eval.val_every=1"]
+    out = tmp_path / "ablation.json"
+    code = ablation.main(["--method", "idc", "--dataset", "digits", "--ipc", "1", "--seeds", "0",
+                          "--iterations", "1", "--eval-epochs", "1", "--baseline", "idc", "--arms", "both",
+                          "--runs", str(tmp_path / "runs"), "--out", str(out), *tiny])
+    assert code == 0
+    result = json.loads(out.read_text())
+    assert "64 real images" in result["baseline"] and len(result["rows"]) == 2
+    baseline_config = (tmp_path / "runs" / "idc-random-real-idc64-s0" / "config.yaml").read_text()
+    assert "batch_real: 64" in baseline_config
+    both_config = (tmp_path / "runs" / "idc-dream-representative-s0" / "config.yaml").read_text()
+    assert "batch_real: 8" in both_config
+    assert "IDC's own baseline" in capsys.readouterr().out

@@ -105,7 +105,7 @@ def test_resume_equals_uninterrupted(method, expert_dir, tmp_path):
 def test_mtt_artifact_holds_learned_lr_and_zca_and_evaluation_uses_them(tmp_path):
     out = tmp_path / "experts-zca"
     experts("digits", out, experts=1, epochs=2, overrides={"model": TINY["model"], "mtt": {"zca": True}})
-    o = overrides("mtt", out, mtt={"zca": True, "lr_lr": 1e-3}, eval={"repeats": 1, "epochs": 2})
+    o = overrides("mtt", out, mtt={"zca": True, "lr_lr": 1e-3}, eval={"protocol": "mtt", "repeats": 1, "epochs": 2})
     result = dreamdd.distill("digits", 2, out=tmp_path / "mtt", quiet=True, overrides=o)
     distilled = load_distilled(result.path)
     lr = distilled.extra["lr"].item()
@@ -114,11 +114,15 @@ def test_mtt_artifact_holds_learned_lr_and_zca_and_evaluation_uses_them(tmp_path
     assert info["zca"] is True and info["lr"] == pytest.approx(lr)
     dim = 1 * 8 * 8   # digits: one channel, 8x8
     assert distilled.extra["zca_matrix"].shape == (dim, dim) and distilled.extra["zca_mean"].shape == (dim,)
-    assert distilled.metadata["evaluation"]["recipe"]["lr"] == pytest.approx(lr)
+    evaluation = distilled.metadata["evaluation"]
+    assert evaluation["recipe"]["learned_lr"] is True and evaluation["protocol"].startswith("mtt")
+    assert evaluation["runs"][0]["lr"] == pytest.approx(lr)        # MTT's protocol trains with the learned rate
     learned_lr, preprocess = learned_eval_settings(distilled)
     assert learned_lr == pytest.approx(lr) and preprocess is not None
     again = dreamdd.evaluate(result.path, repeats=1, epochs=2)
-    assert again["recipe"]["lr"] == pytest.approx(lr) and 0 <= again["test_mean"] <= 100
+    assert again["runs"][0]["lr"] == pytest.approx(lr) and 0 <= again["test_mean"] <= 100
+    idc = dreamdd.evaluate(result.path, repeats=1, epochs=2, protocol="idc")   # another protocol: its own lr
+    assert idc["runs"][0]["lr"] == 0.01 and idc["recipe"]["batch"] == 64 and idc["protocol"].startswith("idc")
 
 
 def test_mtt_without_experts_is_a_clear_error(tmp_path):

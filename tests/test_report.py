@@ -94,7 +94,7 @@ def test_compare_real_runs(runs, tmp_path, capsys):
     out = capsys.readouterr().out
     reaches = compare_curves(load_run(a).curve(), load_run(b).curve())
     for name, other, reach in (("dream", "idc", reaches[0]), ("idc", "dream", reaches[1])):
-        assert f"{name}: final {reach.final:.2f} at iteration 3 (final evaluation, 2 x 2 epochs" in out
+        assert f"{name}: final {reach.final:.2f} at iteration 3 (final evaluation, idc (epochs=2), 2 x 2 epochs" in out
         expected = "never" if reach.iteration is None else f"at iteration {reach.iteration};"
         assert f"{name} reaches {other}'s final {reach.target:.2f}{': ' if reach.iteration is None else ' '}" \
                f"{expected}" in out

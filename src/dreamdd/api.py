@@ -13,8 +13,8 @@ from tqdm.auto import tqdm
 
 from . import data as datasets
 from .artifact import METADATA, TENSORS, Distilled, learned_eval_settings, load_distilled, save_distilled
-from .config import (Config, EvalConfig, deep_update, default_preset, dump_yaml, load_preset, merge, resolve,
-                     validate)
+from .config import (Config, EvalConfig, deep_update, default_preset, dump_yaml, load_preset, merge,
+                     protocol_eval, resolve, validate)
 from .devices import resolve_device
 from .distiller import Distiller, model_options
 from .coreset import feature_network, select_coreset
@@ -112,8 +112,9 @@ def distill(dataset: str | None = None, ipc: int | None = None, *, preset: str |
 def _brief(result: dict[str, Any] | None) -> dict[str, Any] | None:
     if result is None:
         return None
-    return {k: result[k] for k in ("model", "repeats", "epochs", "val_mean", "val_std", "test_mean", "test_std",
-                                   "val_size") if k in result}
+    return {k: result[k] for k in ("model", "repeats", "epochs", "protocol", "val_mean", "val_std", "test_mean",
+                                   "test_std", "test_last_mean", "test_last_std", "val_size", "checkpoint")
+            if k in result}
 
 
 def _resume(path: Path, iterations: int | None) -> tuple[RunDir, Config, dict[str, Any]]:
@@ -138,22 +139,29 @@ def _resume(path: Path, iterations: int | None) -> tuple[RunDir, Config, dict[st
     return run, config, state
 
 
-def _recipe(stored: dict[str, Any], dataset: str, overrides: dict[str, Any] | None) -> EvalConfig:
-    """The evaluation recipe: the artifact's own, else the dataset's preset; then `overrides` (eval section)."""
+def _recipe(stored: dict[str, Any], dataset: str, overrides: dict[str, Any] | None,
+            protocol: str | None = None) -> EvalConfig:
+    """The evaluation recipe: the artifact's own, else the dataset's preset; then a named protocol's settings
+    (for this dataset: config.protocol_eval), then `overrides` (eval section)."""
     config = Config()
     if not stored:
         preset = default_preset(dataset, None)
         if preset is not None:
             merge(config, {"eval": load_preset(preset).get("eval", {})}, origin=f"preset {preset}")
-    merge(config, {"eval": {k: v for k, v in stored.items() if k in EvalConfig.__dataclass_fields__}},
-          origin="artifact recipe")
+    stored = {k: v for k, v in stored.items() if k in EvalConfig.__dataclass_fields__}
+    if stored and "protocol" not in stored:   # written before protocols had names: its settings, unnamed
+        stored["protocol"] = "idc"
+    merge(config, {"eval": stored}, origin="artifact recipe")
+    if protocol is not None:
+        merge(config, {"eval": {"protocol": protocol, **protocol_eval(protocol, dataset)}}, origin="--protocol")
     if overrides:
         merge(config, overrides, origin="--set")
         validate(config)
     return config.eval
 
 
-def _prepare(source, dataset: str | None, mean, std, factor, data_root: str | None, overrides):
+def _prepare(source, dataset: str | None, mean, std, factor, data_root: str | None, overrides,
+             protocol: str | None = None):
     """Load the set (any source), its dataset splits and the evaluation recipe."""
     distilled = source if isinstance(source, Distilled) else load_source(source, dataset, mean=mean, std=std,
                                                                           factor=factor)
@@ -166,7 +174,7 @@ def _prepare(source, dataset: str | None, mean, std, factor, data_root: str | No
     data = datasets.load(split["dataset"], root=data_root or split.get("root", "data"),
                          val_size=split.get("val_size", 0.1), seed=split.get("seed", 0))
     stored = meta.get("recipe") or (meta.get("evaluation") or {}).get("recipe", {})   # the run's, else its result's
-    recipe = _recipe(stored, split["dataset"], overrides)
+    recipe = _recipe(stored, split["dataset"], overrides, protocol)
     return distilled, data, recipe
 
 
@@ -183,20 +191,20 @@ def evaluate_models(source: str | os.PathLike | Distilled, models: Sequence[str 
                     mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
                     factor: int | None = None, data_root: str | None = None, device: str = "auto",
                     seed: int = 0, workers: int = 1, overrides: dict[str, Any] | None = None,
-                    quiet: bool = True) -> list[dict[str, Any]]:
-    """Evaluate one distilled set on several architectures with the same recipe; one summary per model."""
-    distilled, data, recipe = _prepare(source, dataset, mean, std, factor, data_root, overrides)
+                    protocol: str | None = None, quiet: bool = True) -> list[dict[str, Any]]:
+    """Evaluate one distilled set on several architectures with the same recipe; one summary per model.
+    The recipe is the set's own (its distillation's protocol) unless `protocol` names another (idc, dc, dsa,
+    dm, mtt: dreamdd.protocols)."""
+    distilled, data, recipe = _prepare(source, dataset, mean, std, factor, data_root, overrides, protocol)
     images, labels = distilled.decoded()
     torch_device = resolve_device(device)
     learned_lr, preprocess = learned_eval_settings(distilled)   # MTT: its learned lr and ZCA whitening
-    if learned_lr is not None:
-        recipe = dataclasses.replace(recipe, lr=learned_lr)
     results = []
     for model in models:
         name, options = _model_for(distilled.metadata, recipe, model)
         results.append(evaluate_images(images, labels, data, name, options, recipe, seed, torch_device,
                                        repeats=repeats, epochs=epochs, quiet=quiet, workers=workers,
-                                       preprocess=preprocess))
+                                       preprocess=preprocess, learned_lr=learned_lr))
     return results
 
 
@@ -210,10 +218,11 @@ def evaluate(source: str | os.PathLike | Distilled, *, model: str | None = None,
 def evaluate_whole_dataset(dataset: str, *, model: str | None = None, repeats: int | None = None,
                            epochs: int | None = None, data_root: str | None = None, device: str = "auto",
                            seed: int = 0, val_size: float = 0.1, workers: int = 1,
-                           overrides: dict[str, Any] | None = None, quiet: bool = True) -> dict[str, Any]:
+                           overrides: dict[str, Any] | None = None, protocol: str | None = None,
+                           quiet: bool = True) -> dict[str, Any]:
     """The upper bound: the same recipe on the whole training split (less the validation split)."""
     data = datasets.load(dataset, root=data_root or "data", val_size=val_size, seed=seed)
-    recipe = _recipe({}, dataset, overrides)
+    recipe = _recipe({}, dataset, overrides, protocol)
     name = model or recipe.model or "convnet"
     torch_device = resolve_device(device)
     trainset = BankTrainingSet(data.train, data.info, torch_device)

@@ -24,6 +24,14 @@ SCALE_RATIO = 1.2     # per-axis scale in [1/1.2, 1.2]
 ROTATE_DEGREES = 15.0
 
 OPS = ("color", "crop", "cutout", "flip", "scale", "rotate")
+# How many ops of a strategy one call applies (the originals differ, so each use names its mode):
+#   all:    every op of the strategy, in order.
+#   single: ONE op of the strategy, drawn per call (DC/DSA/DM/MTT's ParamDiffAug aug_mode 'S').
+#   idc:    flip, color and cutout whenever the strategy has them, plus ONE of the others (crop, scale,
+#           rotate) drawn per call (IDC/DREAM's DiffAug with single_aug, used for matching, network updates
+#           and evaluation); with at most one of the others this equals `all`.
+MODES = ("all", "single", "idc")
+IDC_ALWAYS = ("flip", "color", "cutout")
 
 
 def _rand(n: int, generator: torch.Generator, device, *shape: int) -> torch.Tensor:
@@ -109,41 +117,61 @@ _OPS = {
 
 
 class DSA:
-    """Differentiable augmentation by a strategy such as "color_crop_cutout": the ops applied in that order.
+    """Differentiable augmentation by a strategy such as "color_crop_cutout" and a mode (see MODES): which of the
+    strategy's ops one call applies; applied ops keep the strategy's order.
 
     "color" is brightness, saturation and contrast. Parameters are uniform draws in [0, 1) mapped to DSA's ranges
     inside the ops, so they do not depend on the image size. An empty strategy is the identity.
     """
 
-    def __init__(self, strategy: str = "color_crop_cutout"):
-        self.strategy = strategy
+    def __init__(self, strategy: str = "color_crop_cutout", mode: str = "all"):
+        self.strategy, self.mode = strategy, mode
         self.ops = [op for op in strategy.split("_") if op]
         unknown = [op for op in self.ops if op not in _OPS]
         if unknown:
             raise DreamddError(f"unknown augmentation op(s) {', '.join(map(repr, unknown))} in '{strategy}'; "
                                f"valid ops: {', '.join(OPS)} (joined by '_', e.g. 'color_crop_cutout')")
+        if mode not in MODES:
+            raise DreamddError(f"unknown augmentation mode {mode!r}; use one of {', '.join(MODES)}")
 
     def __repr__(self) -> str:
-        return f"DSA({self.strategy!r})"
+        return f"DSA({self.strategy!r}, mode={self.mode!r})"
 
-    def sample_params(self, n: int, generator: torch.Generator, device) -> dict[str, torch.Tensor]:
-        """Random parameters for n samples: name -> (n, ...) uniform [0, 1) tensor on `device`."""
+    def draw_ops(self, generator: torch.Generator) -> list[str]:
+        """The ops of one call under the mode. A draw is made only when there is a choice, so a strategy with
+        nothing to choose consumes no random numbers (IDC's color_crop_cutout is the same in idc and all)."""
+        if self.mode == "all":
+            return self.ops
+        fixed = [op for op in self.ops if op in IDC_ALWAYS] if self.mode == "idc" else []
+        choice = [op for op in self.ops if op not in fixed]
+        if len(choice) > 1:
+            choice = [choice[int(torch.randint(len(choice), (), generator=generator, device=generator.device))]]
+        return [op for op in self.ops if op in fixed or op in choice]
+
+    def sample_params(self, n: int, generator: torch.Generator, device,
+                      ops: list[str] | None = None) -> dict[str, torch.Tensor]:
+        """Random parameters of `ops` (default: all of the strategy's) for n samples: name -> (n, ...) uniform
+        [0, 1) tensor on `device`."""
         return {name: _rand(n, generator, device, *shape)
-                for op in self.ops for name, shape in _OPS[op][1].items()}
+                for op in (self.ops if ops is None else ops) for name, shape in _OPS[op][1].items()}
 
     def apply(self, x: torch.Tensor, params: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Augment x (N, C, H, W) with given parameters; parameters for one sample are used for the whole batch."""
+        """Augment x (N, C, H, W) by the ops whose parameters are given (parameters for one sample are used for
+        the whole batch), in the strategy's order."""
         params = {k: v.to(x.device).expand(x.shape[0], *v.shape[1:]) for k, v in params.items()}
         for op in self.ops:
-            x = _OPS[op][0](x, params)
+            if all(name in params for name in _OPS[op][1]):
+                x = _OPS[op][0](x, params)
         return x
 
     def __call__(self, x: torch.Tensor, generator: torch.Generator, shared: bool = False) -> torch.Tensor:
-        """Augment with fresh parameters: one set per sample, or (shared=True) one set for the whole batch,
-        so that real and synthetic images concatenated in one batch get exactly the same transform (siamese)."""
+        """Augment with the mode's ops and fresh parameters: one set per sample, or (shared=True) one set for the
+        whole batch, so that real and synthetic images concatenated in one batch get exactly the same transform
+        (siamese; the same op too, as the originals' shared seed gives)."""
         if not self.ops:
             return x
-        return self.apply(x, self.sample_params(1 if shared else x.shape[0], generator, x.device))
+        ops = self.draw_ops(generator)
+        return self.apply(x, self.sample_params(1 if shared else x.shape[0], generator, x.device, ops))
 
 
 def _beta(beta: float, generator: torch.Generator) -> float:

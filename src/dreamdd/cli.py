@@ -7,6 +7,8 @@ import sys
 from typing import Sequence
 
 from .errors import DreamddError
+from .protocols import PROTOCOLS
+from .tables import accuracy_text
 
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
@@ -51,14 +53,21 @@ def distill_parser(sub) -> None:
 
 def evaluate_parser(sub) -> None:
     p = sub.add_parser("evaluate", help="train fresh networks on a distilled set and report test accuracy",
-                       description="Evaluate a distilled set: fresh networks trained on it with DSA and CutMix, "
-                                   "the checkpoint chosen on the validation split, the test split used once. "
+                       description="Evaluate a distilled set: fresh networks trained on it under a named "
+                                   "protocol (--protocol); reports the test accuracy at the checkpoint chosen on "
+                                   "the validation split and after the last epoch, never choosing on test. "
                                    "PATH is a dreamdd run folder or artifact, a .pt or .npz of images and "
                                    "labels (loaded without running code), or a folder of class sub-folders.")
     p.add_argument("path", nargs="?", help="the distilled set (omit with --whole-dataset)")
     p.add_argument("--model", help="evaluation network (default: the one the set was distilled with)")
     p.add_argument("--models", help="comma-separated networks, e.g. convnet3,resnet10_bn,densenet121: "
                                     "prints a table and writes it as markdown, CSV and JSON")
+    p.add_argument("--protocol", choices=list(PROTOCOLS),
+                   help="a framework's published evaluation protocol (default: the one the set was distilled "
+                        "with): idc (1000 epochs, batch 64, DSA flip+color+one of crop/scale/rotate, CutMix, "
+                        "x0.2 at 2/3 and 5/6), dc (300 epochs, batch 256, no augmentation, x0.1 at half), dsa and "
+                        "dm (1000 epochs, batch 256, one DSA op per batch, x0.1 at half), mtt (as dsa, with the "
+                        "set's learned lr); every setting is recorded with the result")
     p.add_argument("--repeats", type=int, help="fresh networks per model (mean and std)")
     p.add_argument("--epochs", type=int, help="training epochs per network")
     p.add_argument("--workers", type=int, default=1, help="train the repeats in this many processes (CPU)")
@@ -99,7 +108,8 @@ def experts_parser(sub) -> None:
     p.add_argument("--dataset", required=True, help="dataset name or path (as for distill)")
     p.add_argument("--out", required=True, help="folder to write (must be new or empty)")
     p.add_argument("--experts", type=int, default=5, help="expert networks to train (default 5)")
-    p.add_argument("--epochs", type=int, default=20, help="epochs per expert (default 20; MTT used 50)")
+    p.add_argument("--epochs", type=int, default=50, help="epochs per expert (default 50, as MTT's buffer.py; "
+                                                          "fewer narrow the start epochs a student can draw)")
     p.add_argument("--preset", help="settings preset for the model and mtt.* (default: the dataset's)")
     add_overrides(p, "override a setting, e.g. --set mtt.zca=true --set model.width=64")
     add_common(p)
@@ -188,8 +198,7 @@ def run_distill(args) -> int:
                      evaluate=not args.no_eval, tensorboard=args.tensorboard, quiet=args.quiet)
     evaluation = result.summary.get("evaluation")
     if evaluation:
-        print(f"test accuracy {evaluation['test_mean']:.2f} +- {evaluation['test_std']:.2f} "
-              f"({evaluation['repeats']} x {evaluation['model']}, {evaluation['epochs']} epochs)")
+        print(accuracy_text(evaluation))
     print(f"results: {result.path} (distilled.safetensors, grid.png, summary.json, metrics.jsonl)")
     return 0
 
@@ -203,12 +212,6 @@ def _floats(text: str | None) -> list[float] | None:
         raise DreamddError(f"{text!r} is not a comma-separated list of numbers, e.g. 0.4914,0.4822,0.4465") from None
 
 
-def _accuracy_line(result: dict) -> str:
-    return (f"{result['model']}: test accuracy {result['test_mean']:.2f} +- {result['test_std']:.2f} over "
-            f"{result['repeats']} networks, {result['epochs']} epochs (validation {result['val_mean']:.2f}, "
-            f"{result['val_size']} images)")
-
-
 def run_evaluate(args) -> int:
     from pathlib import Path
 
@@ -217,7 +220,7 @@ def run_evaluate(args) -> int:
     from .tables import markdown, write_tables
     common = dict(repeats=args.repeats, epochs=args.epochs, data_root=args.data_root,
                   device=args.device or "auto", seed=0 if args.seed is None else args.seed, workers=args.workers,
-                  overrides=parse_overrides(args.overrides), quiet=args.quiet)
+                  overrides=parse_overrides(args.overrides), protocol=args.protocol, quiet=args.quiet)
     models = args.models.split(",") if args.models else [args.model]
     if args.whole_dataset:
         results = [evaluate_whole_dataset(args.whole_dataset, model=m, **common) for m in models]
@@ -231,7 +234,7 @@ def run_evaluate(args) -> int:
     if args.json:
         print(json.dumps(results if len(results) > 1 else results[0], indent=2))
     elif len(results) == 1:
-        print(_accuracy_line(results[0]))
+        print(accuracy_text(results[0]))
     else:
         print(markdown(results, title))
     if args.models:
@@ -251,8 +254,7 @@ def run_select(args) -> int:
                     overrides=parse_overrides(args.overrides), quiet=args.quiet)
     evaluation = result.summary.get("evaluation")
     if evaluation:
-        print(f"test accuracy {evaluation['test_mean']:.2f} +- {evaluation['test_std']:.2f} "
-              f"({evaluation['repeats']} x {evaluation['model']}, {evaluation['epochs']} epochs)")
+        print(accuracy_text(evaluation))
     print(f"results: {result.path}")
     return 0
 

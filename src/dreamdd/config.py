@@ -10,7 +10,9 @@ from typing import Any
 
 import yaml
 
+from .augment import MODES as AUGMENT_MODES
 from .errors import DreamddError
+from .protocols import PROTOCOL_KEYS, PROTOCOLS, SCHEDULES, protocol_settings
 
 
 @dataclass
@@ -49,6 +51,7 @@ class MatchConfig:
     metric: str = "mse"            # mse | l1
     batch_real: int = 128          # real images per class per matching step (= k-means clusters for DREAM)
     augment: str = "color_crop_cutout"   # DSA ops shared by the real and the synthetic batch; "" for none
+    augment_mode: str = "idc"      # all | single | idc: which of the ops one call applies (see augment.MODES)
 
 
 @dataclass
@@ -60,12 +63,14 @@ class DCConfig:
     metric: str = "dc"             # dc (per-output-channel 1 - cosine) | mse | l1
     parameters: str = "all"        # all (DC) | conv (IDC)
     augment: str = "color_crop_cutout_flip_scale_rotate"   # DSA's siamese augmentation (method dsa only)
+    augment_mode: str = "single"   # DSA's code: one op of the strategy per call (aug_mode 'S')
 
 
 @dataclass
 class DMConfig:
     """DM (Zhao & Bilen WACV 2023)."""
     augment: str = "color_crop_cutout_flip_scale_rotate"   # siamese augmentation of real and synthetic batches
+    augment_mode: str = "single"   # DM's code: one op of the strategy per call (aug_mode 'S')
 
 
 @dataclass
@@ -81,12 +86,14 @@ class MTTConfig:
     lr_min: float = 1e-8           # the learned lr is kept above this
     batch_syn: int | None = None   # synthetic images per student step; None: all
     augment: str = "color_crop_cutout_flip_scale_rotate"   # DSA per sample in the student's steps
+    augment_mode: str = "single"   # MTT's code: one op of the strategy per call (aug_mode 'S')
     zca: bool = False              # ZCA-whiten network inputs (fitted on the training split; stored in the artifact)
     zca_eps: float = 0.1           # ZCA regularisation (as kornia's ZCAWhitening in MTT's code)
     expert_batch: int = 256        # `dreamdd experts`: SGD batch
     expert_momentum: float = 0.0
     expert_weight_decay: float = 0.0
     expert_augment: str = "color_crop_cutout_flip_scale_rotate"
+    expert_augment_mode: str = "single"
 
 
 @dataclass
@@ -119,6 +126,7 @@ class DistillConfig:
     net_batch: int = 128
     n_data: int = 2000             # real images the network trains on between matching rounds
     net_augment: str = "color_crop"
+    net_augment_mode: str = "idc"  # IDC's DiffAug (color always, then crop: the same as all for color_crop)
     cutmix_prob: float = 0.5
     eval_every: int = 100          # outer iterations between periodic evaluations (0: none)
     eval_repeats: int = 1          # networks per periodic evaluation
@@ -130,6 +138,7 @@ class DistillConfig:
 
 @dataclass
 class EvalConfig:
+    protocol: str = "idc"          # named recipe (dreamdd.protocols); setting it first resets the settings it fixes
     model: str | None = None       # None: the distillation model
     epochs: int = 1000
     lr: float = 0.01
@@ -137,8 +146,11 @@ class EvalConfig:
     weight_decay: float = 5e-4
     batch: int = 64
     augment: str = "color_crop_flip_scale_rotate"
+    augment_mode: str = "idc"      # all | single | idc (see augment.MODES)
     cutmix_prob: float = 0.5
     cutmix_beta: float = 1.0
+    lr_schedule: str = "idc"       # idc: x0.2 at 2/3 and 5/6 of the epochs; half: x0.1 at half
+    learned_lr: bool = False       # train with the set's learned learning rate (MTT's) instead of lr
     repeats: int = 3
     val_every: int = 50            # epochs between validation passes that choose the checkpoint
     patience: int = 0              # stop after this many validation passes without improvement (0: never)
@@ -172,8 +184,9 @@ class Config:
         return config
 
     def image_lr(self, image_size: int) -> float:
-        """The synthetic-image learning rate: explicit; else the method's paper value (DC/DSA 0.1, DM 1.0; MTT
-        1000 scaled to pixels, see presets/mtt.yaml), or IDC's scaling with IPC and image size."""
+        """The synthetic-image learning rate: explicit; else the method's paper value (DC/DSA 0.1, DM 1.0, MTT
+        1000, each in the method's own image space, see Method.image_space), or IDC's scaling with IPC and image
+        size (pixels)."""
         if self.synth.lr is not None:
             return self.synth.lr
         if self.match.method in METHOD_IMAGE_LR:
@@ -184,7 +197,7 @@ class Config:
 SECTIONS = ("data", "model", "synth", "match", "select", "distill", "eval", "dc", "dm", "mtt", "dreamplus")
 METHODS = ("idc", "dc", "dsa", "dm", "mtt", "dreamplus")
 # the original papers' image learning rates, used when synth.lr is unset (IDC and DREAM+ scale with IPC instead)
-METHOD_IMAGE_LR = {"dc": 0.1, "dsa": 0.1, "dm": 1.0, "mtt": 40.0}
+METHOD_IMAGE_LR = {"dc": 0.1, "dsa": 0.1, "dm": 1.0, "mtt": 1000.0}
 
 
 def _field_types(obj: Any) -> dict[str, Any]:
@@ -237,6 +250,10 @@ def merge(config: Config, data: dict[str, Any], origin: str) -> None:
                 raise DreamddError(f"{origin}: '{name}' must be a mapping of settings")
             section = getattr(config, name)
             types = _field_types(section)
+            if name == "eval" and value.get("protocol") is not None:   # a protocol first, its changes after
+                protocol = _coerce(value["protocol"], types["protocol"], "eval.protocol")
+                for key, sub in protocol_settings(protocol).items():
+                    setattr(section, key, sub)
             for key, sub in value.items():
                 if key not in types:
                     raise DreamddError(f"{origin}: unknown setting '{name}.{key}'; known: "
@@ -316,6 +333,19 @@ def default_preset(dataset: str, ipc: int | None) -> str | None:
     return None
 
 
+def protocol_eval(name: str, dataset: str | None = None) -> dict[str, Any]:
+    """The settings evaluation protocol `name` fixes for `dataset`: its dataset preset's when that preset
+    evaluates under this protocol (it holds the dataset's exceptions, e.g. no flip on MNIST), else the
+    protocol's own (protocols.PROTOCOLS)."""
+    preset = default_preset(dataset, None) if dataset else None
+    if preset is not None:
+        config = Config()
+        merge(config, {"eval": load_preset(preset).get("eval", {})}, origin=f"preset {preset}")
+        if config.eval.protocol == name:
+            return {k: getattr(config.eval, k) for k in PROTOCOL_KEYS}
+    return protocol_settings(name)
+
+
 def resolve(dataset: str | None = None, ipc: int | None = None, preset: str | None = None,
             overrides: dict[str, Any] | None = None) -> Config:
     """Defaults <- preset <- dataset/ipc <- overrides, validated. The result says which preset it used."""
@@ -343,6 +373,11 @@ CHOICES = {
     ("dc", "parameters"): ("all", "conv"),
     ("select", "selector"): ("dream", "representative", "random"),
     ("select", "kmeans_init"): ("kmeans++", "random"),
+    ("eval", "protocol"): tuple(PROTOCOLS),
+    ("eval", "lr_schedule"): SCHEDULES,
+    **{(section, key): AUGMENT_MODES for section, key in (
+        ("match", "augment_mode"), ("distill", "net_augment_mode"), ("dc", "augment_mode"), ("dm", "augment_mode"),
+        ("mtt", "augment_mode"), ("mtt", "expert_augment_mode"), ("eval", "augment_mode"))},
 }
 POSITIVE = [("synth", "ipc"), ("synth", "factor"), ("synth", "max_per_class"), ("match", "batch_real"),
             ("select", "per_cluster"), ("select", "interval"), ("select", "kmeans_iter"),

@@ -24,7 +24,7 @@ def feature_network(config: Config, data: LoadedDataset, device: torch.device, e
     net = build_network(config.model.name, info.num_classes, info.channels, info.image_size,
                         model_options(config), config.seed, "coreset-features", device=device)
     optimizer = sgd(net, config.distill.net_lr, config.distill.net_momentum, config.distill.net_weight_decay)
-    augment = make_augment(config.distill.net_augment)
+    augment = make_augment(config.distill.net_augment, config.distill.net_augment_mode)
     g = generator(config.seed, "coreset-features")
     bank = data.train
     batch = config.distill.net_batch

@@ -6,7 +6,6 @@ from __future__ import annotations
 import dataclasses
 import platform
 import time
-from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import torch
@@ -18,11 +17,14 @@ from .config import Config
 from .data import LoadedDataset
 from .errors import DreamddError
 from .evaluation import evaluate_images
+from .image_optimizer import ImageSGD
 from .methods import create_method
 from .rundir import RunDir
 from .seeding import generator
 from .selection import create_selector
 from .synthetic import SyntheticSet, initial_images
+from .tables import accuracy_text
+from .timing import Timings
 from .training import build_network, make_augment
 
 
@@ -38,31 +40,6 @@ def eval_model(config: Config) -> tuple[str, dict[str, Any]]:
     if config.eval.model in (None, config.model.name):
         return config.model.name, model_options(config)
     return config.eval.model, {}
-
-
-@dataclass
-class Timings:
-    """Seconds spent in each part of the loop, for the run record and the speed benchmarks."""
-    select: float = 0.0
-    match: float = 0.0
-    network: float = 0.0
-    evaluate: float = 0.0
-    elapsed: float = 0.0          # wall seconds of the loop (outer iterations and periodic evaluations)
-    inner_iterations: int = 0
-    extra: dict[str, float] = field(default_factory=dict)
-
-    @classmethod
-    def restored(cls, saved: dict[str, Any]) -> "Timings":
-        """The timings a checkpoint recorded, so that a resumed run keeps counting where it stopped."""
-        names = ("select", "match", "network", "evaluate", "elapsed", "inner_iterations")
-        return cls(**{k: type(getattr(cls, k))(saved[k]) for k in names if k in saved})
-
-    def as_dict(self) -> dict[str, float]:
-        loop = self.select + self.match + self.network
-        return {"select": self.select, "match": self.match, "network": self.network, "evaluate": self.evaluate,
-                "elapsed": self.elapsed, "inner_iterations": self.inner_iterations,
-                "seconds_per_inner_iteration": loop / self.inner_iterations if self.inner_iterations else 0.0,
-                "select_share": self.select / loop if loop else 0.0, **self.extra}
 
 
 def room_for_another(elapsed: float, last_iteration: float, max_minutes: float | None) -> bool:
@@ -85,8 +62,8 @@ class Distiller:
         self.timings = Timings()
         self._check_sizes()
         self.selector = self._selector(config.select.selector)
-        self.match_augment = make_augment(config.match.augment)
-        self.net_augment = make_augment(config.distill.net_augment)
+        self.match_augment = make_augment(config.match.augment, config.match.augment_mode)
+        self.net_augment = make_augment(config.distill.net_augment, config.distill.net_augment_mode)
         self.image_lr = config.image_lr(self.info.image_size[0])
         self.method = create_method(config.match.method, self)
 
@@ -140,17 +117,12 @@ class Distiller:
 
     # ---- evaluation and records --------------------------------------------------------------------------
     def evaluate(self, synthetic: SyntheticSet, repeats: int, epochs: int, test: bool) -> dict[str, Any]:
-        t0 = time.perf_counter()
-        images, labels = synthetic.decoded()
-        model, options = eval_model(self.config)
-        recipe = self.config.eval
-        if self.method.eval_lr() is not None:    # MTT: train with the learned learning rate
-            recipe = dataclasses.replace(recipe, lr=self.method.eval_lr())
-        result = evaluate_images(images, labels, self.data, model, options, recipe, self.config.seed,
-                                 self.device, repeats=repeats, epochs=epochs, test=test, quiet=self.quiet,
-                                 preprocess=self.method.eval_preprocess())
-        self.timings.evaluate += time.perf_counter() - t0
-        return result
+        with self.timings.part("evaluate"):
+            images, labels = synthetic.decoded()
+            model, options = eval_model(self.config)
+            return evaluate_images(images, labels, self.data, model, options, self.config.eval, self.config.seed,
+                                   self.device, repeats=repeats, epochs=epochs, test=test, quiet=self.quiet,
+                                   preprocess=self.method.eval_preprocess(), learned_lr=self.method.eval_lr())
 
     def checkpoint_state(self, completed: int, synthetic: SyntheticSet, image_optimizer) -> dict[str, Any]:
         """All a resumed run needs: every random stream is derived from (seed, iteration), so no RNG bytes."""
@@ -163,6 +135,7 @@ class Distiller:
         cfg = self.config
         return {"dataset": self.info.to_dict(), "ipc": cfg.synth.ipc, "factor": cfg.synth.factor,
                 "method": cfg.match.method, "selector": cfg.select.selector, "init": cfg.synth.init,
+                "image_space": self.method.image_space, "clamped": self.method.clamps,
                 "model": {"name": cfg.model.name, **model_options(cfg)}, "seed": cfg.seed,
                 "iterations": completed, "preset": cfg.preset, "val_size": self.data.val_size,
                 "split": {"dataset": cfg.data.dataset, "root": cfg.data.root, "val_size": cfg.data.val_size,
@@ -184,14 +157,19 @@ class Distiller:
             start = int(resume["completed"])
             synthetic = SyntheticSet(resume["images"].to(self.device), self.info.num_classes, cfg.synth.factor)
             self.timings = Timings.restored(resume.get("timings", {}))
-        image_optimizer = torch.optim.SGD([synthetic.images], lr=self.image_lr, momentum=cfg.synth.momentum)
+        image_optimizer = ImageSGD(synthetic.images, self.image_lr, cfg.synth.momentum,
+                                   self.method.image_preconditioner())
         if resume is not None:
             image_optimizer.load_state_dict(resume["image_optimizer"])
             self.method.load_state_dict(resume.get("method", {}))
             self.selector.load_state_dict(resume.get("selector", {}))
         self.log(f"distilling {self.info.name}: IPC {cfg.synth.ipc}, factor {cfg.synth.factor}, method "
                  f"{cfg.match.method}, selector {cfg.select.selector}, init {cfg.synth.init}, image lr "
-                 f"{self.image_lr:.3g}, iterations {start}->{cfg.distill.iterations}, device {self.device}")
+                 f"{self.image_lr:.3g} ({self.method.image_space} space"
+                 f"{', clamped to [0, 1]' if self.method.clamps else ', never clamped'}), iterations {start}->{cfg.distill.iterations}, device {self.device}")
+        if cfg.distill.eval_every and not len(self.data.val):
+            self.log("no validation split (data.val_size=0): periodic evaluation is off, and the final evaluation "
+                     "can only report the test accuracy after the last epoch")
         if start == 0 and cfg.distill.snapshot_every:
             self.save_snapshot(0, synthetic)
         steps = self.method.steps_per_iteration()
@@ -200,18 +178,19 @@ class Distiller:
         done = start
         for it in range(start, cfg.distill.iterations):
             t0 = time.perf_counter()
-            synthetic.clamp_()
+            if self.method.clamps:
+                synthetic.clamp_()
             loss = self.method.outer_iteration(it, synthetic, image_optimizer, bar.update)
             bar.set_postfix(outer=it + 1, loss=f"{loss:.4g}")
             event = {"event": "iteration", "iteration": it + 1, "loss": loss, "seconds": time.perf_counter() - t0}
             self._record(event)
             done = it + 1
-            if cfg.distill.eval_every and done % cfg.distill.eval_every == 0:
+            if cfg.distill.eval_every and done % cfg.distill.eval_every == 0 and len(self.data.val):
                 result = self.evaluate(synthetic, cfg.distill.eval_repeats,
                                        cfg.distill.eval_epochs or cfg.eval.epochs, test=False)
                 self._record({"event": "eval", "iteration": done, "val_mean": result["val_mean"],
                               "val_std": result["val_std"], "repeats": result["repeats"],
-                              "epochs": result["epochs"]})
+                              "epochs": result["epochs"], "protocol": result["protocol"]})
                 self.log(f"iteration {done}: validation accuracy {result['val_mean']:.2f}")
             iteration_seconds = time.perf_counter() - t0
             self.timings.elapsed += iteration_seconds
@@ -230,23 +209,23 @@ class Distiller:
                 break
         bar.close()
         self.timings.extra.update(self.selector.timings())
-        synthetic.clamp_()
+        if self.method.clamps:
+            synthetic.clamp_()
         distilled = self.distilled(done, synthetic)
         if final_eval:
             result = self.evaluate(synthetic, cfg.eval.repeats, cfg.eval.epochs, test=True)
             distilled.metadata["evaluation"] = result
             self._record({"event": "eval", "iteration": done, "final": True,
-                          "val_mean": result["val_mean"], "val_std": result["val_std"],
-                          "test_mean": result["test_mean"], "test_std": result["test_std"],
-                          "repeats": result["repeats"], "epochs": result["epochs"]})
-            self.log(f"final: test accuracy {result['test_mean']:.2f} +- {result['test_std']:.2f} "
-                     f"({result['repeats']} x {result['model']}, {result['epochs']} epochs, checkpoint chosen on "
-                     f"{result['val_size']} validation images)")
+                          **{k: result[k] for k in ("val_mean", "val_std", "test_mean", "test_std", "test_last_mean",
+                                                    "test_last_std", "repeats", "epochs", "protocol") if k in result}})
+            self.log(f"final: {accuracy_text(result)}")
         return distilled
 
     def distilled(self, completed: int, synthetic: SyntheticSet) -> Distilled:
-        """The set after `completed` outer iterations as an artifact (images, labels, metadata, method tensors)."""
-        return Distilled(synthetic.images.detach().clamp(0, 1).cpu(), synthetic.labels.cpu(),
+        """The set after `completed` outer iterations as an artifact (images, labels, metadata, method tensors);
+        pixels outside [0, 1] stay for methods that never clamp (evaluation normalizes them as they are)."""
+        images = synthetic.images.detach()
+        return Distilled((images.clamp(0, 1) if self.method.clamps else images).cpu(), synthetic.labels.cpu(),
                          self.metadata(completed), dict(self.method.artifact_tensors()))
 
     def save_snapshot(self, completed: int, synthetic: SyntheticSet) -> None:

@@ -1,5 +1,6 @@
-"""The evaluation protocol: fresh networks trained on a (decoded) synthetic set, checkpoint chosen on the
-validation split, the test split touched once per network for the final number."""
+"""Evaluation: fresh networks trained on a (decoded) synthetic set under a named protocol (dreamdd.protocols).
+Two test numbers per network, neither chosen on test: at the checkpoint chosen on the validation split, and after
+the last epoch (the only one when there is no validation split)."""
 from __future__ import annotations
 
 import copy
@@ -14,9 +15,10 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from .config import EvalConfig
+from .config import EvalConfig, protocol_eval
 from .data import ClassBank, DatasetInfo, LoadedDataset
 from .errors import DreamddError
+from .protocols import describe, lr_milestones
 from .seeding import generator
 from .training import accuracy, build_network, make_augment, sgd, train_step
 
@@ -63,19 +65,21 @@ def mean_std(values: list[float]) -> tuple[float, float]:
 def train_and_test(trainset: TensorTrainingSet | BankTrainingSet, data: LoadedDataset, model: str,
                    model_options: dict, cfg: EvalConfig, seed: int, run_index: int, device: torch.device,
                    epochs: int, test: bool = True, progress: tqdm | None = None,
-                   preprocess: torch.nn.Module | None = None) -> dict[str, Any]:
+                   preprocess: torch.nn.Module | None = None, learned_lr: float | None = None) -> dict[str, Any]:
     """Train one fresh network; keep the best validation checkpoint (stopping early after `cfg.patience`
-    validation passes without improvement, when set); test that checkpoint once."""
+    validation passes without improvement, when set); test the last epoch's network and that checkpoint, once
+    each. `learned_lr` (a set's learned rate) replaces cfg.lr when the protocol asks for it (cfg.learned_lr)."""
     info = data.info
     net = build_network(model, info.num_classes, info.channels, info.image_size, model_options,
                         seed, "eval", model, run_index, device=device)
     if preprocess is not None:   # a fixed input transform the set was distilled with (MTT's ZCA whitening)
         from .zca import Preprocessed
         net = Preprocessed(preprocess.to(device), net)
-    optimizer = sgd(net, cfg.lr, cfg.momentum, cfg.weight_decay)
-    milestones = sorted({max(1, epochs * 2 // 3), max(1, epochs * 5 // 6)})
-    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=milestones, gamma=0.2)
-    augment = make_augment(cfg.augment)
+    lr = learned_lr if cfg.learned_lr and learned_lr is not None else cfg.lr
+    optimizer = sgd(net, lr, cfg.momentum, cfg.weight_decay)
+    milestones, gamma = lr_milestones(cfg.lr_schedule, epochs)
+    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=milestones, gamma=gamma)
+    augment = make_augment(cfg.augment, cfg.augment_mode)
     g = generator(seed, "eval-batches", model, run_index)
     n = len(trainset)
     has_val = len(data.val) > 0
@@ -103,12 +107,14 @@ def train_and_test(trainset: TensorTrainingSet | BankTrainingSet, data: LoadedDa
                 break
     if progress is not None and epoch < epochs:
         progress.update(epochs - epoch)
-    if best_state is not None:
-        net.load_state_dict(best_state)
-    result = {"run": run_index, "val_acc": best_val if has_val else float("nan"), "epoch": best_epoch,
-              "epochs_trained": epoch, "seconds": time.perf_counter() - started}
+    result = {"run": run_index, "val_acc": best_val if has_val else float("nan"),
+              "epoch": best_epoch if has_val else None, "epochs_trained": epoch, "lr": lr,
+              "seconds": time.perf_counter() - started}
     if test:
-        result["test_acc"] = split_accuracy(net, data, data.test, device)
+        result["test_acc_last"] = split_accuracy(net, data, data.test, device)
+        if best_state is not None:
+            net.load_state_dict(best_state)
+            result["test_acc"] = split_accuracy(net, data, data.test, device)
     return result
 
 
@@ -118,13 +124,14 @@ def _worker_init(threads: int) -> None:
 
 def run_repeats(trainset, data: LoadedDataset, model: str, model_options: dict, cfg: EvalConfig, seed: int,
                 device: torch.device, runs: list[int], epochs: int, test: bool, quiet: bool,
-                workers: int = 1, preprocess: torch.nn.Module | None = None) -> list[dict[str, Any]]:
+                workers: int = 1, preprocess: torch.nn.Module | None = None,
+                learned_lr: float | None = None) -> list[dict[str, Any]]:
     """Train the networks `runs` (indices: each one's seed stream); in `workers` processes when > 1 (CPU)."""
     bar = tqdm(total=len(runs) * epochs, desc=f"evaluate {model}", unit="epoch", disable=quiet, leave=False)
     try:
         if workers <= 1 or len(runs) == 1 or device.type != "cpu":
             return [train_and_test(trainset, data, model, model_options, cfg, seed, r, device, epochs, test, bar,
-                                   preprocess) for r in runs]
+                                   preprocess, learned_lr) for r in runs]
         workers = min(workers, len(runs))
         threads = max(1, (os.cpu_count() or 1) // workers)
         context = torch.multiprocessing.get_context("spawn")
@@ -132,7 +139,7 @@ def run_repeats(trainset, data: LoadedDataset, model: str, model_options: dict, 
         with ProcessPoolExecutor(workers, mp_context=context, initializer=_worker_init,
                                  initargs=(threads,)) as pool:
             futures = {pool.submit(train_and_test, trainset, data, model, model_options, cfg, seed, r, device,
-                                   epochs, test, None, preprocess): r for r in runs}
+                                   epochs, test, None, preprocess, learned_lr): r for r in runs}
             for future in as_completed(futures):
                 results[futures[future]] = future.result()
                 bar.update(epochs)
@@ -145,22 +152,30 @@ def evaluate_training_set(trainset, data: LoadedDataset, model: str, model_optio
                           seed: int, device: torch.device, repeats: int | None = None,
                           epochs: int | None = None, test: bool = True, quiet: bool = True,
                           runs: list[int] | None = None, workers: int = 1,
-                          preprocess: torch.nn.Module | None = None) -> dict[str, Any]:
-    """Mean and std over `repeats` fresh networks (or the run indices in `runs`) trained on `trainset`."""
+                          preprocess: torch.nn.Module | None = None,
+                          learned_lr: float | None = None) -> dict[str, Any]:
+    """Mean and std over `repeats` fresh networks (or the run indices in `runs`) trained on `trainset`:
+    'test_mean' at the checkpoints chosen on validation (absent without a validation split) and
+    'test_last_mean' after the last epoch; 'protocol' names the recipe's protocol and what departs from it."""
     repeats = cfg.repeats if repeats is None else repeats
     epochs = cfg.epochs if epochs is None else epochs
     if repeats < 1 or epochs < 1:
         raise DreamddError("evaluation needs at least one repeat and one epoch")
     runs = list(range(repeats)) if runs is None else runs
     results = run_repeats(trainset, data, model, model_options, cfg, seed, device, runs, epochs, test, quiet,
-                          workers, preprocess)
+                          workers, preprocess, learned_lr)
     val_mean, val_std = mean_std([r["val_acc"] for r in results])
+    recipe = asdict(cfg) | {"epochs": epochs, "repeats": len(results)}
     summary: dict[str, Any] = {"model": model, "model_options": model_options, "repeats": len(results),
                                "epochs": epochs, "val_mean": val_mean, "val_std": val_std, "runs": results,
                                "val_size": len(data.val), "train_size": len(trainset),
-                               "recipe": asdict(cfg) | {"epochs": epochs, "repeats": len(results)}}
+                               "protocol": describe(recipe, protocol_eval(cfg.protocol, data.info.name)), "recipe": recipe,
+                               "checkpoint": "chosen on validation, and last epoch" if len(data.val)
+                               else "last epoch (no validation split)"}
     if test:
-        summary["test_mean"], summary["test_std"] = mean_std([r["test_acc"] for r in results])
+        summary["test_last_mean"], summary["test_last_std"] = mean_std([r["test_acc_last"] for r in results])
+        if len(data.val):
+            summary["test_mean"], summary["test_std"] = mean_std([r["test_acc"] for r in results])
     return summary
 
 
@@ -172,3 +187,4 @@ def evaluate_images(images: torch.Tensor, labels: torch.Tensor, data: LoadedData
                            f"({data.info.channels}x{data.info.image_size[0]}x{data.info.image_size[1]})")
     trainset = TensorTrainingSet(images, labels, data.info, device)
     return evaluate_training_set(trainset, data, model, model_options, cfg, seed, device, **options)
+

@@ -59,14 +59,14 @@ def train_experts(config: Config, data, out: str | os.PathLike, experts: int, ep
     log = log or (lambda message: None)
     info, bank, m = data.info, data.train, config.mtt
     zca = zca_for(config, data, device)
-    augment = make_augment(m.expert_augment)
+    augment = make_augment(m.expert_augment, m.expert_augment_mode)
     from .distiller import model_options
     manifest: dict[str, Any] = {
         "format": FORMAT, "format_version": 1, "dataset": info.to_dict(),
         "split": {"dataset": config.data.dataset, "root": config.data.root, "val_size": config.data.val_size,
                   "seed": config.seed},
         "model": model_record(config), "zca": bool(m.zca), "zca_eps": m.zca_eps, "epochs": epochs,
-        "lr_teacher": m.lr_teacher, "batch": m.expert_batch, "augment": m.expert_augment, "seed": config.seed,
+        "lr_teacher": m.lr_teacher, "batch": m.expert_batch, "augment": m.expert_augment, "augment_mode": m.expert_augment_mode, "seed": config.seed,
         "files": [], "num_params": None}
     bar = tqdm(total=experts * epochs, desc="experts", unit="epoch", disable=quiet, dynamic_ncols=True)
     started = time.perf_counter()
@@ -135,7 +135,7 @@ class ExpertBuffer:
             return f.get_slice("trajectory")[epoch:epoch + 1][0]
 
 
-def experts(dataset: str, out: str | os.PathLike, *, experts: int = 5, epochs: int = 20, preset: str | None = None,
+def experts(dataset: str, out: str | os.PathLike, *, experts: int = 5, epochs: int = 50, preset: str | None = None,
             overrides: dict[str, Any] | None = None, seed: int | None = None, device: str | None = None,
             data_root: str | None = None, quiet: bool = True) -> Path:
     """Train MTT expert trajectories for `dataset` with the model and mtt.* settings of its preset (or `preset`)

@@ -275,16 +275,39 @@ class Comparison:
         protocols |= {_protocol(run.final_event(self.metric) or {}) for run in self.runs}
         protocols.discard("")
         if len(protocols) > 1:
-            out.append(f"note: the points were measured with different protocols ({', '.join(sorted(protocols))}); "
-                       "for like-for-like curves set distill.eval_epochs and distill.eval_repeats to eval.epochs "
-                       "and eval.repeats")
+            out.append(f"note: the points were measured with different protocols ({'; '.join(sorted(protocols))}); "
+                       "for like-for-like curves use one eval.protocol and set distill.eval_epochs and "
+                       "distill.eval_repeats to eval.epochs and eval.repeats")
+        out += [f"note: {note}" for note in evaluation_notes(self.runs)]
         return out
 
 
 def _protocol(event: dict[str, Any]) -> str:
-    if not _number(event.get("repeats")) or not _number(event.get("epochs")):
+    """'dc, 3 x 300 epochs': the evaluation protocol's name (with what departs from it) and its networks."""
+    size = (f"{event['repeats']} x {event['epochs']} epochs"
+            if _number(event.get("repeats")) and _number(event.get("epochs")) else "")
+    return ", ".join(p for p in (event.get("protocol") if isinstance(event.get("protocol"), str) else "", size) if p)
+
+
+def _split(run: RunRecord) -> str:
+    """The data split a run was evaluated on (dataset, validation size, split seed), as text; '' when unknown."""
+    split = (run.metadata or {}).get("split")
+    if not isinstance(split, dict):
         return ""
-    return f"{event['repeats']} x {event['epochs']} epochs"
+    return f"{split.get('dataset')}, val_size {split.get('val_size')}, split seed {split.get('seed')}"
+
+
+def evaluation_notes(runs: Sequence[RunRecord]) -> list[str]:
+    """Plain warnings when runs' final numbers are not comparable: other protocols or other splits."""
+    notes = []
+    finals = {_protocol(run.final_evaluation() or {}) for run in runs} - {""}
+    if len(finals) > 1:
+        notes.append(f"the final evaluations ran under different protocols ({'; '.join(sorted(finals))}): their "
+                     "numbers are not comparable (re-evaluate with `dreamdd evaluate RUN --protocol NAME`)")
+    splits = {_split(run) for run in runs} - {""}
+    if len(splits) > 1:
+        notes.append(f"the runs were evaluated on different splits ({'; '.join(sorted(splits))})")
+    return notes
 
 
 def compare_runs(run_a: str | os.PathLike, run_b: str | os.PathLike, metric: str = "val_mean",
@@ -389,12 +412,14 @@ def _overview_row(run: RunRecord, anchor: str) -> str:
              esc(s.get("selector", m.get("selector"))), esc(s.get("init", m.get("init"))),
              esc(s.get("iterations", m.get("iterations"))),
              _pm(val.get("val_mean"), val.get("val_std")), _pm(final.get("test_mean"), final.get("test_std")),
+             _pm(final.get("test_last_mean"), final.get("test_last_std")),
              esc(_protocol(final)) or "–", esc(_seconds(s.get("wall_seconds")))]
     return "<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>"
 
 
 OVERVIEW_COLUMNS = ("run", "status", "dataset", "IPC", "method", "selector", "init", "iterations",
-                    "final validation (%)", "final test (%)", "final evaluation", "wall time")
+                    "final validation (%)", "final test, validation-chosen checkpoint (%)",
+                    "final test, last epoch (%)", "final evaluation protocol", "wall time")
 
 
 def _config_html(text: str) -> str:
@@ -428,14 +453,16 @@ def _run_section(run: RunRecord, anchor: str) -> str:
     final = run.final_evaluation()
     evaluation = m.get("evaluation") if isinstance(m.get("evaluation"), dict) else None
     if final is not None:
-        keys = ("model", "repeats", "epochs", "val_mean", "val_std", "test_mean", "test_std", "val_size")
+        keys = ("model", "repeats", "epochs", "protocol", "val_mean", "val_std", "test_mean", "test_std",
+                "test_last_mean", "test_last_std", "val_size", "checkpoint")
         source = {**(evaluation or {}), **(s.get("evaluation") or {}), **final}
         parts.append(html_table([{k: source.get(k) for k in keys if k in source}]))
     else:
         parts.append('<p class="missing">no final evaluation recorded</p>')
     networks = (evaluation or {}).get("runs")
     if isinstance(networks, list) and networks and all(isinstance(r, dict) for r in networks):
-        parts.append("<p>Each network (checkpoint chosen on the validation split, then tested once):</p>")
+        parts.append("<p>Each network (tested once after the last epoch, and once at the checkpoint chosen on "
+                     "the validation split):</p>")
         parts.append(html_table(networks))
     points = run.points("val_mean")
     if points:
@@ -545,7 +572,9 @@ def write_report(run_dirs: Sequence[str | os.PathLike], out: str | os.PathLike |
             + "".join(f"<th>{esc(c)}</th>" for c in OVERVIEW_COLUMNS) + "</tr></thead><tbody>"
             + "".join(_overview_row(r, a) for r, a in zip(runs, anchors)) + "</tbody></table>"
             '<p class="note">final validation: the final evaluation\'s validation accuracy (else the last periodic '
-            "one); final test: the final evaluation's test accuracy (mean ± std over its networks).</p></section>",
+            "one); final test: the final evaluation's test accuracy (mean ± std over its networks) at the "
+            "checkpoint chosen on the validation split, and after the last epoch (no choice at all).</p>"
+            + "".join(f'<p class="warn">{esc(note)}</p>' for note in evaluation_notes(runs)) + "</section>",
             f'<section id="accuracy"><h2>Accuracy</h2>{_img(accuracy, "accuracy against outer iteration")}'
             f'<p class="note">{caption}</p></section>',
             f'<section id="loss"><h2>Matching loss</h2>{_img(loss, "matching loss against outer iteration")}'

@@ -55,5 +55,6 @@ def accuracy(net: nn.Module, batches: Callable[[torch.Tensor], torch.Tensor], la
     return 100.0 * correct / len(labels)
 
 
-def make_augment(strategy: str) -> DSA | None:
-    return DSA(strategy) if strategy else None
+def make_augment(strategy: str, mode: str = "all") -> DSA | None:
+    """The DSA of a strategy and mode (augment.MODES), or None for the empty strategy."""
+    return DSA(strategy, mode) if strategy else None

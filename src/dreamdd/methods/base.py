@@ -10,13 +10,13 @@ is bit-identical to an uninterrupted one; state that carries across iterations g
 """
 from __future__ import annotations
 
-import time
 from typing import TYPE_CHECKING, Any, Callable
 
 import torch
 from torch import nn
 
 from ..errors import DreamddError
+from ..image_optimizer import Preconditioner, channel_preconditioner
 
 if TYPE_CHECKING:   # the Distiller imports this module, not the other way round
     from ..distiller import Distiller
@@ -32,6 +32,11 @@ class Method:
 
     name = "base"
     uses_real_batches = True     # False: the selector only matters for the representative initialisation
+    # The space the paper learns its images in (image_optimizer.SPACES): the image lr is a step there, and the
+    # optimizer takes the exactly equivalent step on the stored pixels. Pixels are kept in [0, 1] only by
+    # methods that clamp (IDC and DREAM+ at the start of every outer iteration; DC, DSA, DM and MTT never do).
+    image_space = "pixels"
+    clamps = True
 
     def __init__(self, host: "Distiller"):
         self.host = host
@@ -67,6 +72,15 @@ class Method:
         """Method settings and results recorded in the artifact's metadata.json under 'method_info'."""
         return {}
 
+    def image_preconditioner(self) -> Preconditioner | None:
+        """The map of pixel gradients that makes SGD on pixels step as SGD in image_space (None: pixels)."""
+        if self.image_space == "pixels":
+            return None
+        if self.image_space == "normalized":
+            return channel_preconditioner(self.host.info.std)
+        raise NotImplementedError(f"{type(self).__name__} declares image space {self.image_space!r} "
+                                  "but gives no preconditioner for it")
+
     def eval_lr(self) -> float | None:
         """A learning rate the evaluation networks must use instead of eval.lr (MTT's learned one), or None."""
         return None
@@ -81,9 +95,8 @@ class Method:
         """n real images of class c chosen by the selector (embedding with `net`), normalized, and labels."""
         host = self.host
         bank = host.data.train
-        t0 = time.perf_counter()
-        idx = host.selector.select(c, bank.class_indices(c), n, net=net, images_fn=host.real, generator=g)
-        host.timings.select += time.perf_counter() - t0
+        with host.timings.part("select"):
+            idx = host.selector.select(c, bank.class_indices(c), n, net=net, images_fn=host.real, generator=g)
         real = host.real(idx)
         return real, torch.full((real.shape[0],), c, dtype=torch.long, device=real.device)
 
@@ -109,15 +122,14 @@ class Method:
                    extra: torch.optim.Optimizer | None = None) -> float:
         """Check the loss, back-propagate it into the synthetic images and take one optimizer step."""
         self.check_finite(loss, it, where)
-        t0 = time.perf_counter()
-        image_optimizer.zero_grad(set_to_none=True)
-        if extra is not None:
-            extra.zero_grad(set_to_none=True)
-        loss.backward()
-        image_optimizer.step()
-        if extra is not None:
-            extra.step()
-        self.host.timings.match += time.perf_counter() - t0
+        with self.host.timings.part("match"):
+            image_optimizer.zero_grad(set_to_none=True)
+            if extra is not None:
+                extra.zero_grad(set_to_none=True)
+            loss.backward()
+            image_optimizer.step()
+            if extra is not None:
+                extra.step()
         return float(loss.detach())
 
     def train_on_real(self, net: nn.Module, optimizer: torch.optim.Optimizer, g: torch.Generator,
@@ -127,14 +139,13 @@ class Method:
         host = self.host
         cfg = self.config.distill
         bank = host.data.train
-        t0 = time.perf_counter()
         seen = 0
-        while seen < n_images:
-            idx = bank.sample(min(cfg.net_batch, n_images - seen), g)
-            train_step(net, optimizer, host.real(idx), bank.labels[idx].to(host.device), host.info.num_classes,
-                       g, host.net_augment, cfg.cutmix_prob)
-            seen += len(idx)
-        host.timings.network += time.perf_counter() - t0
+        with host.timings.part("network"):
+            while seen < n_images:
+                idx = bank.sample(min(cfg.net_batch, n_images - seen), g)
+                train_step(net, optimizer, host.real(idx), bank.labels[idx].to(host.device),
+                           host.info.num_classes, g, host.net_augment, cfg.cutmix_prob)
+                seen += len(idx)
 
 
 class MatchingMethod:

@@ -5,7 +5,6 @@ DSA is DC with differentiable siamese augmentation (dc.augment) of the real and 
 augmentation per sample when the network trains on the synthetic set; DC uses none."""
 from __future__ import annotations
 
-import time
 from typing import Any, Callable
 
 import torch
@@ -26,6 +25,8 @@ def dc_loops(ipc: int) -> tuple[int, int]:
 @register_method("dc")
 class DC(Method):
     name = "dc"
+    image_space = "normalized"   # DC's main.py learns the normalized images and never clamps them
+    clamps = False
 
     def __init__(self, host):
         super().__init__(host)
@@ -46,16 +47,15 @@ class DC(Method):
         """`inner_loop` epochs of the network on a detached copy of the decoded synthetic set (DC's `epoch`),
         with DSA per-sample augmentation for DSA (dc.augment), none for DC."""
         host, cfg = self.host, self.config
-        t0 = time.perf_counter()
-        images, labels = synthetic.decoded()
-        images, labels = host.info.normalize(images), labels.to(images.device)
-        for _ in range(self.inner_loop):
-            order = torch.randperm(images.shape[0], generator=g).to(images.device)
-            for start in range(0, images.shape[0], cfg.dc.batch_train):
-                idx = order[start:start + cfg.dc.batch_train]
-                train_step(net, optimizer, images[idx], labels[idx], host.info.num_classes, g,
-                           self.augment, 0.0)
-        host.timings.network += time.perf_counter() - t0
+        with host.timings.part("network"):
+            images, labels = synthetic.decoded()
+            images, labels = host.info.normalize(images), labels.to(images.device)
+            for _ in range(self.inner_loop):
+                order = torch.randperm(images.shape[0], generator=g).to(images.device)
+                for start in range(0, images.shape[0], cfg.dc.batch_train):
+                    idx = order[start:start + cfg.dc.batch_train]
+                    train_step(net, optimizer, images[idx], labels[idx], host.info.num_classes, g,
+                               self.augment, 0.0)
 
     def outer_iteration(self, it: int, synthetic, image_optimizer, progress: Callable[[int], Any]) -> float:
         cfg, host = self.config, self.host
@@ -66,13 +66,12 @@ class DC(Method):
         host.selector.reset()
         losses = []
         for ol in range(self.outer_loop):
-            t0 = time.perf_counter()
             loss = 0
-            for c in host.classes:
-                real, real_labels, syn, syn_labels = self.paired_batches(c, net, synthetic, g,
-                                                                         cfg.match.batch_real, self.augment)
-                loss = loss + self.objective.loss(net, real, real_labels, syn, syn_labels)
-            host.timings.match += time.perf_counter() - t0
+            with host.timings.part("match"):    # the selector's share inside is counted as selection
+                for c in host.classes:
+                    real, real_labels, syn, syn_labels = self.paired_batches(c, net, synthetic, g,
+                                                                             cfg.match.batch_real, self.augment)
+                    loss = loss + self.objective.loss(net, real, real_labels, syn, syn_labels)
             losses.append(self.image_step(loss, image_optimizer, it) / len(host.classes))
             if ol < self.outer_loop - 1 and self.inner_loop > 0:
                 self.train_on_synthetic(net, net_optimizer, synthetic, g)
@@ -88,4 +87,4 @@ class DSA(DC):
     name = "dsa"
 
     def make_augment(self):
-        return make_augment(self.config.dc.augment)
+        return make_augment(self.config.dc.augment, self.config.dc.augment_mode)

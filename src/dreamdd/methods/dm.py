@@ -3,7 +3,6 @@ per class, the mean penultimate embedding of the (siamese-augmented) real batch 
 synthetic images. The loss is summed over classes and the images take one step per iteration."""
 from __future__ import annotations
 
-import time
 from typing import Any, Callable
 
 import torch
@@ -16,10 +15,12 @@ from .base import Method, register_method
 @register_method("dm")
 class DM(Method):
     name = "dm"
+    image_space = "normalized"   # DM's main_DM.py learns the normalized images and never clamps them
+    clamps = False
 
     def __init__(self, host):
         super().__init__(host)
-        self.augment = make_augment(self.config.dm.augment)
+        self.augment = make_augment(self.config.dm.augment, self.config.dm.augment_mode)
 
     def outer_iteration(self, it: int, synthetic, image_optimizer, progress: Callable[[int], Any]) -> float:
         cfg, host = self.config, self.host
@@ -30,14 +31,13 @@ class DM(Method):
             p.requires_grad_(False)
         # no selector reset: DREAM re-clusters every select.interval iterations, embedding with the network
         # sampled at that iteration (the selector's state is checkpointed, so resume stays exact)
-        t0 = time.perf_counter()
         loss = 0
-        for c in host.classes:
-            real, _, syn, _ = self.paired_batches(c, net, synthetic, g, cfg.match.batch_real, self.augment)
-            with torch.no_grad():
-                real_mean = net.embed(real).mean(0)
-            loss = loss + (real_mean - net.embed(syn).mean(0)).pow(2).sum()
-        host.timings.match += time.perf_counter() - t0
+        with host.timings.part("match"):    # the selector's share inside is counted as selection
+            for c in host.classes:
+                real, _, syn, _ = self.paired_batches(c, net, synthetic, g, cfg.match.batch_real, self.augment)
+                with torch.no_grad():
+                    real_mean = net.embed(real).mean(0)
+                loss = loss + (real_mean - net.embed(syn).mean(0)).pow(2).sum()
         value = self.image_step(loss, image_optimizer, it) / len(host.classes)
         host.timings.inner_iterations += 1
         progress(1)

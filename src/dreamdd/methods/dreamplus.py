@@ -1,12 +1,13 @@
 """DREAM+ (Liu et al., arXiv 2310.15052) on IDC's loop: bidirectional matching (mean embedding + gradients, the
 same metric, weights 1:1), n samples per sub-cluster (select.per_cluster) and one warm-up epoch on real data
-after every network initialisation, so that the clustering features come from a slightly trained network."""
+after every network initialisation and before the representative initialisation, so that the clustering features
+come from a slightly trained network."""
 from __future__ import annotations
-
-import time
 
 import torch
 
+from ..seeding import generator
+from ..training import sgd
 from .base import register_method
 from .gradient import feature_distance, gradient_distance
 from .idc import IDC
@@ -18,27 +19,39 @@ class DreamPlus(IDC):
 
     name = "dreamplus"
 
-    def prepare_network(self, it: int, g: torch.Generator):
-        cfg = self.config
-        net, optimizer = super().prepare_network(it, g)
-        images = len(self.host.data.train) * cfg.dreamplus.warmup_epochs
-        if cfg.dreamplus.warmup_images is not None:
-            images = min(images, cfg.dreamplus.warmup_images)
+    def warm_up(self, net, optimizer, g: torch.Generator) -> None:
+        """dreamplus.warmup_epochs epochs on real data (at most warmup_images images) with IDC's network update."""
+        cfg = self.config.dreamplus
+        images = len(self.host.data.train) * cfg.warmup_epochs
+        if cfg.warmup_images is not None:
+            images = min(images, cfg.warmup_images)
         if images > 0:
             self.train_on_real(net, optimizer, g, images)
+
+    def prepare_network(self, it: int, g: torch.Generator):
+        net, optimizer = super().prepare_network(it, g)
+        self.warm_up(net, optimizer, g)
         return net, optimizer
+
+    def init_network(self):
+        """The representative initialisation clusters with a warmed-up network, as condense_improve.py trains its
+        network one epoch on real data before building the init."""
+        cfg = self.config.distill
+        net = super().init_network()
+        net.train()
+        self.warm_up(net, sgd(net, cfg.net_lr, cfg.net_momentum, cfg.net_weight_decay),
+                     generator(self.config.seed, "init-warmup"))
+        return net
 
     def class_loss(self, c: int, net, synthetic, g: torch.Generator) -> torch.Tensor:
         host, cfg = self.host, self.config
-        real, real_labels, syn, syn_labels = self.paired_batches(c, net, synthetic, g, cfg.match.batch_real,
-                                                                 host.match_augment)
-        t0 = time.perf_counter()
-        with torch.no_grad():
-            real_mean = net.embed(real).mean(0)
-        syn_mean = net.embed(syn).mean(0)
-        features = feature_distance(real_mean, syn_mean, cfg.match.metric)
-        gradients = gradient_distance(self.objective.real_gradients(net, real, real_labels),
-                                      self.objective.syn_gradients(net, syn, syn_labels), cfg.match.metric)
-        loss = cfg.dreamplus.feature_weight * features + cfg.dreamplus.gradient_weight * gradients
-        host.timings.match += time.perf_counter() - t0
-        return loss
+        with host.timings.part("match"):
+            real, real_labels, syn, syn_labels = self.paired_batches(c, net, synthetic, g, cfg.match.batch_real,
+                                                                     host.match_augment)
+            with torch.no_grad():
+                real_mean = net.embed(real).mean(0)
+            syn_mean = net.embed(syn).mean(0)
+            features = feature_distance(real_mean, syn_mean, cfg.match.metric)
+            gradients = gradient_distance(self.objective.real_gradients(net, real, real_labels),
+                                          self.objective.syn_gradients(net, syn, syn_labels), cfg.match.metric)
+            return cfg.dreamplus.feature_weight * features + cfg.dreamplus.gradient_weight * gradients

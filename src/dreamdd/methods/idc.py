@@ -2,7 +2,6 @@
 `inner_loop` rounds of {one gradient-matching image step per class, then the network trained on real data}."""
 from __future__ import annotations
 
-import time
 from typing import Any, Callable
 
 import torch
@@ -36,12 +35,10 @@ class IDC(Method):
     def class_loss(self, c: int, net, synthetic, g: torch.Generator) -> torch.Tensor:
         """The matching loss of class c: a real batch (chosen by the selector) against class c's synthetic images."""
         host = self.host
-        real, real_labels, syn, syn_labels = self.paired_batches(c, net, synthetic, g, self.config.match.batch_real,
-                                                                 host.match_augment)
-        t0 = time.perf_counter()
-        loss = self.objective.loss(net, real, real_labels, syn, syn_labels)
-        host.timings.match += time.perf_counter() - t0
-        return loss
+        with host.timings.part("match"):    # the selector's share inside is counted as selection
+            real, real_labels, syn, syn_labels = self.paired_batches(c, net, synthetic, g,
+                                                                     self.config.match.batch_real, host.match_augment)
+            return self.objective.loss(net, real, real_labels, syn, syn_labels)
 
     def outer_iteration(self, it: int, synthetic, image_optimizer, progress: Callable[[int], Any]) -> float:
         cfg = self.config

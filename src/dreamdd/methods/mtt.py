@@ -3,13 +3,14 @@ parameters at a random early epoch, takes `syn_steps` SGD steps on the synthetic
 rate, and should land where the expert was `expert_epochs` later. The loss is the normalized parameter distance
 ||student_N - expert_{t+M}||^2 / ||expert_t - expert_{t+M}||^2; images and learning rate are updated together.
 
-The learned learning rate goes into the artifact ('lr') and the evaluator trains with it. With mtt.zca the
-networks see ZCA-whitened images (fitted on the training split, stored in the artifact as 'zca_mean' and
-'zca_matrix'); the synthetic images themselves stay pixels in [0, 1].
+The learned learning rate goes into the artifact ('lr') and MTT's evaluation protocol trains with it. With
+mtt.zca the networks see ZCA-whitened images (fitted on the training split, stored in the artifact as 'zca_mean'
+and 'zca_matrix'). As in MTT's code the images are learned unconstrained in the normalized (or whitened) space with
+the paper's image rate: dreamdd stores them as pixels, never clamped, and takes the exactly equivalent step
+(image_optimizer).
 """
 from __future__ import annotations
 
-import time
 from typing import Any, Callable
 
 import torch
@@ -18,6 +19,7 @@ from torch import nn
 from torch.func import functional_call
 
 from ..errors import DreamddError
+from ..image_optimizer import Preconditioner, zca_preconditioner
 from ..experts import ExpertBuffer, zca_for
 from ..seeding import generator
 from ..synthetic import decode
@@ -30,6 +32,7 @@ from .base import Method, register_method
 class MTT(Method):
     name = "mtt"
     uses_real_batches = False    # the experts carry the real data; the selector shapes only the initialisation
+    clamps = False               # MTT's distill.py never clamps its images
 
     def __init__(self, host):
         super().__init__(host)
@@ -45,14 +48,27 @@ class MTT(Method):
         if self.start_epochs < 1:
             raise DreamddError(f"the experts hold {self.buffer.epochs} epochs, too few for mtt.expert_epochs="
                                f"{m.expert_epochs}; train longer experts or lower mtt.expert_epochs")
+        if self.start_epochs < m.max_start_epoch:
+            host.log(f"warning: the experts hold {self.buffer.epochs} epochs, so start epochs are drawn from "
+                     f"[0, {self.start_epochs}) instead of [0, mtt.max_start_epoch={m.max_start_epoch}); train "
+                     f"experts for at least {m.max_start_epoch + m.expert_epochs - 1} epochs to run the preset")
         self.zca = zca_for(cfg, host.data, host.device)
-        self.augment = make_augment(m.augment)
+        self.augment = make_augment(m.augment, m.augment_mode)
         self.lr = torch.tensor(float(m.lr_init if m.lr_init is not None else m.lr_teacher),
                                device=host.device).requires_grad_(True)
         self.lr_optimizer = torch.optim.SGD([self.lr], lr=m.lr_lr, momentum=0.5)
 
     def steps_per_iteration(self) -> int:
         return self.config.mtt.syn_steps
+
+    @property
+    def image_space(self) -> str:
+        return "zca" if self.zca is not None else "normalized"
+
+    def image_preconditioner(self) -> Preconditioner | None:
+        if self.zca is None:
+            return super().image_preconditioner()
+        return zca_preconditioner(self.host.info.std, self.zca.matrix)
 
     def _unflatten(self, flat: torch.Tensor) -> dict[str, torch.Tensor]:
         out, offset = {}, 0
@@ -80,30 +96,29 @@ class MTT(Method):
         device = host.device
         start_params = self.buffer.row(expert, start).to(device)
         target = self.buffer.row(expert, start + m.expert_epochs).to(device)
-        t0 = time.perf_counter()
-        images = host.info.normalize(decode(synthetic.images, synthetic.factor))
-        labels = synthetic.labels.repeat_interleave(synthetic.factor ** 2)
-        batch = m.batch_syn or images.shape[0]
-        params = start_params.clone().requires_grad_(True)
-        chunks: list[torch.Tensor] = []
-        self.student.train()
-        for _ in range(m.syn_steps):
-            if not chunks:
-                chunks = list(torch.split(torch.randperm(images.shape[0], generator=g), batch))
-            idx = chunks.pop().to(device)
-            x = images[idx]
-            if self.augment is not None:
-                x = self.augment(x, g, shared=False)
-            if self.zca is not None:
-                x = self.zca(x)
-            logits = functional_call(self.student, self._unflatten(params), (x,))
-            ce = F.cross_entropy(logits, labels[idx])
-            grad = torch.autograd.grad(ce, params, create_graph=True)[0]
-            params = params - self.lr * grad
-            host.timings.inner_iterations += 1
-            progress(1)
-        loss = (params - target).pow(2).sum() / (start_params - target).pow(2).sum().clamp(min=1e-12)
-        host.timings.match += time.perf_counter() - t0
+        with host.timings.part("match"):
+            images = host.info.normalize(decode(synthetic.images, synthetic.factor))
+            labels = synthetic.labels.repeat_interleave(synthetic.factor ** 2)
+            batch = m.batch_syn or images.shape[0]
+            params = start_params.clone().requires_grad_(True)
+            chunks: list[torch.Tensor] = []
+            self.student.train()
+            for _ in range(m.syn_steps):
+                if not chunks:
+                    chunks = list(torch.split(torch.randperm(images.shape[0], generator=g), batch))
+                idx = chunks.pop().to(device)
+                x = images[idx]
+                if self.augment is not None:
+                    x = self.augment(x, g, shared=False)
+                if self.zca is not None:
+                    x = self.zca(x)
+                logits = functional_call(self.student, self._unflatten(params), (x,))
+                ce = F.cross_entropy(logits, labels[idx])
+                grad = torch.autograd.grad(ce, params, create_graph=True)[0]
+                params = params - self.lr * grad
+                host.timings.inner_iterations += 1
+                progress(1)
+            loss = (params - target).pow(2).sum() / (start_params - target).pow(2).sum().clamp(min=1e-12)
         value = self.image_step(loss, image_optimizer, it, extra=self.lr_optimizer)
         with torch.no_grad():
             self.lr.clamp_(min=m.lr_min)    # a learning rate must stay positive
