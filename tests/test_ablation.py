@@ -15,10 +15,13 @@ def test_seeds_curves_keep_only_the_iterations_every_seed_evaluated(ablation):
     assert curve == [(5, 92.0)]
 
 
+TINY = ["--set", "model.width=8", "--set", "model.depth=2", "--set", "match.batch_real=8",
+        "--set", "distill.inner_loop=2", "--set", "distill.n_data=32", "--set", "eval.epochs=2",
+        "--set", "eval.repeats=1", "--set", "eval.val_every=1"]
+
+
 def test_ablation_runs_the_four_combinations(ablation, tmp_path, capsys):
-    tiny = ["--set", "model.width=8", "--set", "model.depth=2", "--set", "match.batch_real=8",
-            "--set", "distill.inner_loop=2", "--set", "distill.n_data=32", "--set", "eval.epochs=2",
-            "--set", "eval.repeats=1", "--set", "eval.val_every=1"]
+    tiny = TINY
     out = tmp_path / "ablation.json"
     code = ablation.main(["--method", "idc", "--dataset", "digits", "--ipc", "1", "--seeds", "0",
                           "--iterations", "2", "--eval-every", "1", "--eval-epochs", "2",
@@ -35,13 +38,10 @@ def test_ablation_runs_the_four_combinations(ablation, tmp_path, capsys):
 
 
 def test_ablation_names_its_baseline_and_runs_idcs_own_with_64_real_images(ablation, tmp_path, capsys):
-    tiny = ["--set", "model.width=8", "--set", "model.depth=2", "--set", "match.batch_real=8",
-            "--set", "distill.inner_loop=1", "--set", "distill.n_data=16", "--set", "eval.epochs=1",
-            "--set", "eval.repeats=1", "--set", "eval.val_every=1"]
     out = tmp_path / "ablation.json"
     code = ablation.main(["--method", "idc", "--dataset", "digits", "--ipc", "1", "--seeds", "0",
                           "--iterations", "1", "--eval-epochs", "1", "--baseline", "idc", "--arms", "both",
-                          "--runs", str(tmp_path / "runs"), "--out", str(out), *tiny])
+                          "--runs", str(tmp_path / "runs"), "--out", str(out), *TINY])
     assert code == 0
     result = json.loads(out.read_text())
     assert "64 real images" in result["baseline"] and len(result["rows"]) == 2

@@ -31,7 +31,7 @@ def test_end_to_end_digits(tmp_path):
     events = [json.loads(line) for line in (result.path / "metrics.jsonl").read_text().splitlines()]
     assert [e["iteration"] for e in events if e["event"] == "iteration"] == [1, 2, 3, 4]
     periodic = [e for e in events if e["event"] == "eval" and not e.get("final")]
-    assert [e["iteration"] for e in periodic] == [2, 4] and "test_mean" not in periodic[0]
+    assert [e["iteration"] for e in periodic] == [0, 2, 4] and "test_mean" not in periodic[0]
     distilled = load_distilled(result.path)
     assert distilled.images.shape == (20, 1, 8, 8) and distilled.labels.tolist() == sum([[c] * 2 for c in
                                                                                           range(10)], [])

@@ -9,19 +9,23 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
+import yaml
 from tqdm.auto import tqdm
 
 from . import data as datasets
 from .artifact import METADATA, TENSORS, Distilled, learned_eval_settings, load_distilled, save_distilled
-from .config import (Config, EvalConfig, deep_update, default_preset, dump_yaml, load_preset, merge,
-                     protocol_eval, resolve, validate)
+from .config import (OWN_DATA_PRESET, Config, EvalConfig, deep_update, default_preset, dump_yaml, load_preset,
+                     merge, protocol_eval, resolve, validate)
 from .devices import resolve_device
 from .distiller import Distiller, model_options
+from .budget import parse_duration, plan_budget
 from .coreset import feature_network, select_coreset
 from .errors import DreamddError
 from .evaluation import BankTrainingSet, evaluate_images, evaluate_training_set
 from .plots import save_grid
 from .rundir import CONFIG, LOG, SUMMARY, RunDir, write_json, write_text
+
+BUDGET = "budget.json"   # the --budget plan: probes, measured times, the chosen horizon and image lr
 from .sources import load_source
 
 
@@ -51,12 +55,16 @@ def distill(dataset: str | None = None, ipc: int | None = None, *, preset: str |
             out: str | os.PathLike | None = None, overrides: dict[str, Any] | None = None,
             seed: int | None = None, device: str | None = None, data_root: str | None = None,
             resume: str | os.PathLike | None = None, evaluate: bool = True, tensorboard: bool = False,
-            quiet: bool = True) -> RunResult:
+            budget: str | float | None = None, quiet: bool = True) -> RunResult:
     """Distill a dataset into a run folder (or continue the run in `resume`) and return the result.
 
     Settings are resolved as: defaults <- preset (default: `<dataset>-ipc<N>` or `<dataset>`) <- the named
-    arguments <- `overrides` (a nested mapping like {"select": {"interval": 5}}).
+    arguments <- `overrides` (a nested mapping like {"select": {"interval": 5}}). With `budget` (a duration such
+    as "30m"), the horizon and the image learning rate are planned for that wall time (dreamdd.budget).
     """
+    if resume is not None and budget is not None:
+        raise DreamddError("--budget plans a new run; a resumed run keeps the plan in its config.yaml")
+    budget_seconds = parse_duration(budget) if budget is not None else None
     if resume is not None:
         run, config, state = _resume(Path(resume), iterations)
     else:
@@ -78,6 +86,10 @@ def distill(dataset: str | None = None, ipc: int | None = None, *, preset: str |
         write_text(run.file(CONFIG), dump_yaml(config))
         state = None
     log = _logger(run, quiet)
+    if resume is None and preset is None and config.preset == OWN_DATA_PRESET:
+        log(f"no preset is made for dataset {config.data.dataset!r}: preset {OWN_DATA_PRESET} applies (sized for a "
+            f"CPU: {config.distill.iterations} x {config.distill.inner_loop} iterations, evaluation without flip; "
+            "see `dreamdd presets`); name another with --preset")
     if tensorboard:
         run.enable_tensorboard()
     started = time.time()
@@ -87,6 +99,10 @@ def distill(dataset: str | None = None, ipc: int | None = None, *, preset: str |
         data = load_data(config)
         log(f"data: {data.info.name} from {data.source}: {len(data.train)} train / {data.val_size} validation / "
             f"{len(data.test)} test images")
+        if budget_seconds is not None:
+            config, plan = plan_budget(config, data, torch_device, budget_seconds, log, quiet)
+            write_json(run.file(BUDGET), plan)
+            write_text(run.file(CONFIG), dump_yaml(config))
         distiller = Distiller(config, data, torch_device, run, quiet, log=log)
         distilled = distiller.run(resume=state, final_eval=evaluate)
         save_distilled(run.path, distilled)
@@ -103,10 +119,23 @@ def distill(dataset: str | None = None, ipc: int | None = None, *, preset: str |
                "iterations": distilled.metadata["iterations"], "device": str(torch_device),
                "val_size": data.val_size, "wall_seconds": time.time() - started,
                "timings": distiller.timings.as_dict(), "artifact": str(run.file(TENSORS)),
-               "evaluation": _brief(distilled.metadata.get("evaluation"))}
+               "evaluation": _brief(distilled.metadata.get("evaluation")),
+               "loop_gain": loop_gain(run.events("eval"))}
     write_json(run.file(SUMMARY), summary)
     log(f"results in {run.path}")
     return RunResult(run.path, distilled, summary)
+
+
+def loop_gain(events: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """What the loop added over its initial set: validation accuracy at iteration 0 against the last periodic
+    evaluation (the same protocol at both points), or None without both."""
+    periodic = sorted((e for e in events if not e.get("final") and "val_mean" in e), key=lambda e: e["iteration"])
+    if len(periodic) < 2 or periodic[0]["iteration"] != 0:
+        return None
+    first, last = periodic[0], periodic[-1]
+    return {"initial_val_mean": first["val_mean"], "last_iteration": last["iteration"],
+            "last_val_mean": last["val_mean"], "gain": last["val_mean"] - first["val_mean"],
+            "protocol": last.get("protocol"), "repeats": last.get("repeats"), "epochs": last.get("epochs")}
 
 
 def _brief(result: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -121,7 +150,6 @@ def _resume(path: Path, iterations: int | None) -> tuple[RunDir, Config, dict[st
     run = RunDir(path)
     if not run.file(CONFIG).exists():
         raise DreamddError(f"{path} is not a dreamdd run folder (no {CONFIG}); give the folder a distill run wrote")
-    import yaml
     config = Config.from_dict(yaml.safe_load(run.file(CONFIG).read_text()))
     state = run.load_checkpoint()
     if state is None:
@@ -146,8 +174,7 @@ def _recipe(stored: dict[str, Any], dataset: str, overrides: dict[str, Any] | No
     config = Config()
     if not stored:
         preset = default_preset(dataset, None)
-        if preset is not None:
-            merge(config, {"eval": load_preset(preset).get("eval", {})}, origin=f"preset {preset}")
+        merge(config, {"eval": load_preset(preset).get("eval", {})}, origin=f"preset {preset}")
     stored = {k: v for k, v in stored.items() if k in EvalConfig.__dataclass_fields__}
     if stored and "protocol" not in stored:   # written before protocols had names: its settings, unnamed
         stored["protocol"] = "idc"
@@ -241,7 +268,10 @@ def select(dataset: str, per_class: int, method: str = "random", *, out: str | o
     config = resolve(dataset, per_class, None, deep_update(named, overrides or {}))
     config.synth.factor = 1
     run = RunDir.create(out, f"{Path(config.data.dataset).stem}-coreset-{method}-{per_class}-s{seed}")
-    write_text(run.file(CONFIG), dump_yaml(config))
+    used = config.to_dict()   # what a coreset uses: the data, the feature network (model, distill.net_*), eval
+    used["distill"] = {k: v for k, v in used["distill"].items() if k.startswith("net_") or k == "cutmix_prob"}
+    write_text(run.file(CONFIG), yaml.safe_dump({k: used[k] for k in ("data", "model", "distill", "eval", "seed",
+                                                                      "device", "preset")}, sort_keys=False))
     log = _logger(run, quiet)
     started = time.time()
     torch_device = resolve_device(config.device)

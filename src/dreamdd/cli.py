@@ -44,6 +44,11 @@ def distill_parser(sub) -> None:
     p.add_argument("--iterations", type=int, help="outer iterations (with --resume: the new total)")
     p.add_argument("--out", help="run folder to create (default: runs/<dataset>-ipc<N>-<method>-<selector>-s<seed>)")
     add_overrides(p, "override any setting, e.g. --set select.interval=5 --set eval.repeats=5")
+    p.add_argument("--budget", metavar="DURATION",
+                   help="fit the run into this wall time on this machine (e.g. 30m, 2h): measures the loop, plans "
+                        "the outer iterations, and chooses the image lr among 1, 3, 10 and 30 times the preset's by "
+                        "short probes scored on the validation split; the plan goes into budget.json, config.yaml "
+                        "and the log; the final evaluation comes on top")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue a stopped run from its last checkpoint")
     p.add_argument("--no-eval", action="store_true", help="skip the final evaluation")
     p.add_argument("--tensorboard", action="store_true", help="also log metrics to RUN_DIR/tensorboard "
@@ -195,7 +200,8 @@ def run_distill(args) -> int:
                      method=args.method,
                      iterations=args.iterations, out=args.out, overrides=parse_overrides(args.overrides),
                      seed=args.seed, device=args.device, data_root=args.data_root, resume=args.resume,
-                     evaluate=not args.no_eval, tensorboard=args.tensorboard, quiet=args.quiet)
+                     evaluate=not args.no_eval, tensorboard=args.tensorboard, budget=args.budget,
+                     quiet=args.quiet)
     evaluation = result.summary.get("evaluation")
     if evaluation:
         print(accuracy_text(evaluation))

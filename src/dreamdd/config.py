@@ -134,6 +134,7 @@ class DistillConfig:
     checkpoint_every: int = 10     # outer iterations between checkpoints
     snapshot_every: int = 0        # outer iterations between snapshots of the set (0: none; also saves iteration 0)
     max_minutes: float | None = None   # wall-time budget: stop before an outer iteration that would end after it
+    budget_minutes: float | None = None   # set by --budget: the whole budget the run was planned for (budget.json)
 
 
 @dataclass
@@ -323,22 +324,26 @@ def deep_update(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def default_preset(dataset: str, ipc: int | None) -> str | None:
-    """The preset chosen when none is named: `<dataset>-ipc<N>` if it exists, else `<dataset>`."""
+OWN_DATA_PRESET = "own-data"
+
+
+def default_preset(dataset: str, ipc: int | None) -> str:
+    """The preset chosen when none is named: `<dataset>-ipc<N>` if it exists, else `<dataset>`, else own-data
+    (a user's dataset: settings sized for a CPU, no flip in evaluation; never the paper's full schedule)."""
     names = list_presets()
     canonical = dataset.lower().replace("_", "-")
     for candidate in (f"{canonical}-ipc{ipc}" if ipc is not None else None, canonical):
         if candidate and candidate in names:
             return candidate
-    return None
+    return OWN_DATA_PRESET
 
 
 def protocol_eval(name: str, dataset: str | None = None) -> dict[str, Any]:
     """The settings evaluation protocol `name` fixes for `dataset`: its dataset preset's when that preset
     evaluates under this protocol (it holds the dataset's exceptions, e.g. no flip on MNIST), else the
     protocol's own (protocols.PROTOCOLS)."""
-    preset = default_preset(dataset, None) if dataset else None
-    if preset is not None:
+    if dataset:
+        preset = default_preset(dataset, None)
         config = Config()
         merge(config, {"eval": load_preset(preset).get("eval", {})}, origin=f"preset {preset}")
         if config.eval.protocol == name:
@@ -420,6 +425,8 @@ def validate(config: Config) -> None:
         raise DreamddError("data.val_size must be >= 0 (a fraction below 1, or a count)")
     if config.device not in ("auto", "cpu", "cuda", "mps") and not config.device.startswith("cuda:"):
         raise DreamddError(f"device={config.device!r}: use auto, cpu, cuda, cuda:N or mps")
+    if config.distill.max_minutes is not None and config.distill.max_minutes <= 0:
+        raise DreamddError("distill.max_minutes must be positive (or none for no time budget)")
     if config.synth.lr is not None and config.synth.lr <= 0:
         raise DreamddError("synth.lr must be positive")
 

@@ -107,12 +107,18 @@ class Distiller:
             net = self.method.init_network() if init == "representative" else None
             g = generator(cfg.seed, "init")
 
+            bar = tqdm(total=self.info.num_classes, desc=f"init ({init})", unit="class", disable=self.quiet,
+                       dynamic_ncols=True, leave=False)
+
             def choose(c: int, n: int) -> torch.Tensor:
                 idx = selector.select(c, bank.class_indices(c), n, net=net, images_fn=self.real, generator=g)
+                bar.update(1)
                 return bank.batch(idx, self.device)
         images = initial_images(init, self.info.num_classes, cfg.synth.ipc, cfg.synth.factor,
                                 (self.info.channels, *self.info.image_size), choose,
                                 generator(cfg.seed, "init-noise"), self.device)
+        if choose is not None:
+            bar.close()
         return SyntheticSet(images, self.info.num_classes, cfg.synth.factor)
 
     # ---- evaluation and records --------------------------------------------------------------------------
@@ -123,6 +129,16 @@ class Distiller:
             return evaluate_images(images, labels, self.data, model, options, self.config.eval, self.config.seed,
                                    self.device, repeats=repeats, epochs=epochs, test=test, quiet=self.quiet,
                                    preprocess=self.method.eval_preprocess(), learned_lr=self.method.eval_lr())
+
+    def periodic_evaluation(self, done: int, synthetic: SyntheticSet) -> None:
+        """Validation accuracy of the set after `done` outer iterations (distill.eval_repeats networks of
+        distill.eval_epochs epochs), recorded as an eval event."""
+        cfg = self.config.distill
+        result = self.evaluate(synthetic, cfg.eval_repeats, cfg.eval_epochs or self.config.eval.epochs, test=False)
+        self._record({"event": "eval", "iteration": done, "val_mean": result["val_mean"],
+                      "val_std": result["val_std"], "repeats": result["repeats"], "epochs": result["epochs"],
+                      "protocol": result["protocol"]})
+        self.log(f"iteration {done}: validation accuracy {result['val_mean']:.2f}")
 
     def checkpoint_state(self, completed: int, synthetic: SyntheticSet, image_optimizer) -> dict[str, Any]:
         """All a resumed run needs: every random stream is derived from (seed, iteration), so no RNG bytes."""
@@ -146,12 +162,16 @@ class Distiller:
                              "python": platform.python_version()}}
 
     # ---- the loop ----------------------------------------------------------------------------------------
-    def run(self, resume: dict[str, Any] | None = None, final_eval: bool = True) -> Distilled:
-        """Distill from scratch (or from a checkpoint) to distill.iterations, or until another outer iteration
-        would end after distill.max_minutes of wall time; return the distilled set."""
+    def run(self, resume: dict[str, Any] | None = None, final_eval: bool = True,
+            initial: torch.Tensor | None = None) -> Distilled:
+        """Distill from scratch (from `initial` stored images when given, else the configured initialisation) or
+        from a checkpoint, to distill.iterations, or until another outer iteration would end after
+        distill.max_minutes of wall time; return the distilled set."""
         cfg = self.config
         start = 0
-        if resume is None:
+        if resume is None and initial is not None:
+            synthetic = SyntheticSet(initial.to(self.device), self.info.num_classes, cfg.synth.factor)
+        elif resume is None:
             synthetic = self.initial_set()
         else:
             start = int(resume["completed"])
@@ -167,9 +187,15 @@ class Distiller:
                  f"{cfg.match.method}, selector {cfg.select.selector}, init {cfg.synth.init}, image lr "
                  f"{self.image_lr:.3g} ({self.method.image_space} space"
                  f"{', clamped to [0, 1]' if self.method.clamps else ', never clamped'}), iterations {start}->{cfg.distill.iterations}, device {self.device}")
-        if cfg.distill.eval_every and not len(self.data.val):
+        periodic = bool(cfg.distill.eval_every) and len(self.data.val) > 0
+        if cfg.distill.eval_every and not periodic:
             self.log("no validation split (data.val_size=0): periodic evaluation is off, and the final evaluation "
                      "can only report the test accuracy after the last epoch")
+        e = cfg.eval
+        self.log(f"evaluation: protocol {e.protocol}, augmentation {e.augment or 'none'} (mode {e.augment_mode}), "
+                 f"CutMix p {e.cutmix_prob}, {e.epochs} epochs, batch {e.batch}")
+        if periodic and start == 0:    # the initial set, so that every curve shows what the loop adds to it
+            self.periodic_evaluation(0, synthetic)
         if start == 0 and cfg.distill.snapshot_every:
             self.save_snapshot(0, synthetic)
         steps = self.method.steps_per_iteration()
@@ -185,17 +211,15 @@ class Distiller:
             event = {"event": "iteration", "iteration": it + 1, "loss": loss, "seconds": time.perf_counter() - t0}
             self._record(event)
             done = it + 1
-            if cfg.distill.eval_every and done % cfg.distill.eval_every == 0 and len(self.data.val):
-                result = self.evaluate(synthetic, cfg.distill.eval_repeats,
-                                       cfg.distill.eval_epochs or cfg.eval.epochs, test=False)
-                self._record({"event": "eval", "iteration": done, "val_mean": result["val_mean"],
-                              "val_std": result["val_std"], "repeats": result["repeats"],
-                              "epochs": result["epochs"], "protocol": result["protocol"]})
-                self.log(f"iteration {done}: validation accuracy {result['val_mean']:.2f}")
+            evaluated = periodic and done % cfg.distill.eval_every == 0
+            if evaluated:
+                self.periodic_evaluation(done, synthetic)
             iteration_seconds = time.perf_counter() - t0
             self.timings.elapsed += iteration_seconds
             out_of_time = not room_for_another(self.timings.elapsed, iteration_seconds, cfg.distill.max_minutes)
             last = done == cfg.distill.iterations or out_of_time
+            if periodic and last and not evaluated:    # every curve ends at the last iteration
+                self.periodic_evaluation(done, synthetic)
             if cfg.distill.snapshot_every and (done % cfg.distill.snapshot_every == 0 or last):
                 self.save_snapshot(done, synthetic)
             if self.run_dir is not None and (done % cfg.distill.checkpoint_every == 0 or last):

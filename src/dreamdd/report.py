@@ -58,11 +58,12 @@ class Reach:
 
 
 def compare_curves(a: Curve, b: Curve) -> tuple[Reach, Reach]:
-    """For each curve, the first iteration at which it reaches the other's final accuracy (its last point)."""
+    """For each curve, the first iteration at which it reaches the other's final accuracy (its last point: of two
+    points at the last iteration, a periodic one and the final evaluation, the one listed last)."""
     if not a or not b:
         raise ValueError("both curves need at least one point")
-    last_a = max(a, key=lambda p: p[0])
-    last_b = max(b, key=lambda p: p[0])
+    last_a = sorted(a, key=lambda p: p[0])[-1]     # sorted() is stable: the later of equal iterations stays last
+    last_b = sorted(b, key=lambda p: p[0])[-1]
     return (Reach(last_a[0], last_a[1], last_b[0], last_b[1], iterations_to_reach(a, last_b[1])),
             Reach(last_b[0], last_b[1], last_a[0], last_a[1], iterations_to_reach(b, last_a[1])))
 
@@ -315,6 +316,10 @@ def compare_runs(run_a: str | os.PathLike, run_b: str | os.PathLike, metric: str
     """Compare two run folders by `metric`; with `plot`, also write their overlaid accuracy curves there."""
     runs = load_runs([run_a, run_b])
     for run in runs:
+        if str((run.metadata or run.summary or {}).get("method", "")).startswith("coreset-"):
+            raise DreamddError(f"{run.path} is a coreset (dreamdd select): it has no outer iterations, so no curve "
+                               "to compare; set its final accuracy beside the other run's with `dreamdd report "
+                               f"{run_a} {run_b}`")
         if not run.curve(metric):
             raise DreamddError(f"{run.path} has no eval events with '{metric}' (metrics.jsonl) and no final "
                                f"evaluation holding it; compare needs an accuracy curve (default metric val_mean)")
@@ -442,7 +447,8 @@ def _run_section(run: RunRecord, anchor: str) -> str:
     for problem in run.problems:
         parts.append(f'<p class="warn">{esc(problem)}</p>')
 
-    parts.append('<h3>Synthetic images</h3>')
+    coreset = str(m.get("method") or s.get("method") or "").startswith("coreset-")
+    parts.append('<h3>Selected real images</h3>' if coreset else '<h3>Synthetic images</h3>')
     grid = run.path / GRID
     if grid.exists() and grid.stat().st_size > 0:
         parts.append(_img(grid, f"synthetic images of {run.label}, one row per class", "grid"))
@@ -536,6 +542,19 @@ def default_report_path(run_dirs: Sequence[str | os.PathLike]) -> Path:
     return Path(run_dirs[0]) / "report.html" if len(run_dirs) == 1 else Path("report.html")
 
 
+def _loss_note(runs: Sequence[RunRecord]) -> str:
+    """A warning when the overlaid losses come from different objectives (method or metric), whose scales differ."""
+    kinds = set()
+    for run in runs:
+        if run.losses():
+            meta = run.metadata or {}
+            kinds.add(str(meta.get("method") or (run.summary or {}).get("method") or "?"))
+    if len(kinds) > 1:
+        return (f'<p class="warn">the losses of different methods ({esc(", ".join(sorted(kinds)))}) measure '
+                "different things on different scales: compare each line\'s shape, not the lines</p>")
+    return ""
+
+
 def write_report(run_dirs: Sequence[str | os.PathLike], out: str | os.PathLike | None = None,
                  metric: str = "val_mean") -> tuple[Path, list[Path]]:
     """Write report.html (self-contained: images embedded) and its plots as PNGs beside it.
@@ -575,10 +594,15 @@ def write_report(run_dirs: Sequence[str | os.PathLike], out: str | os.PathLike |
             "one); final test: the final evaluation's test accuracy (mean ± std over its networks) at the "
             "checkpoint chosen on the validation split, and after the last epoch (no choice at all).</p>"
             + "".join(f'<p class="warn">{esc(note)}</p>' for note in evaluation_notes(runs)) + "</section>",
-            f'<section id="accuracy"><h2>Accuracy</h2>{_img(accuracy, "accuracy against outer iteration")}'
-            f'<p class="note">{caption}</p></section>',
-            f'<section id="loss"><h2>Matching loss</h2>{_img(loss, "matching loss against outer iteration")}'
-            "</section>"]
+            '<section id="accuracy"><h2>Accuracy</h2>'
+            + (f'{_img(accuracy, "accuracy against outer iteration")}<p class="note">{caption}</p>'
+               if any(run.curve(metric) for run in runs) else
+               '<p class="missing">no accuracy against outer iteration: these runs have no iterations (a coreset) '
+               "or no evaluation; their final accuracies are in the overview</p>") + "</section>",
+            '<section id="loss"><h2>Matching loss</h2>'
+            + (_img(loss, "matching loss against outer iteration") + _loss_note(runs)
+               if any(run.losses() for run in runs) else '<p class="missing">no matching loss recorded</p>')
+            + "</section>"]
     body += [_run_section(r, a) for r, a in zip(runs, anchors)]
     page = (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
             f'<meta name="viewport" content="width=device-width, initial-scale=1">'

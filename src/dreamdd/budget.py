@@ -1,0 +1,159 @@
+"""`dreamdd distill --budget 30m`: fit a run into a wall-time budget on this machine, with an image learning rate
+chosen to move the set within it.
+
+The papers' image rates are made for thousands of GPU outer iterations; over the tens a CPU budget allows they
+leave the set close to its initialisation. The plan, recorded in budget.json, config.yaml and the log:
+
+1. Time: one probe outer iteration (at most PROBE_STEPS inner steps) from the initial set measures the seconds
+   of an inner step, selection and network update included (the loop's own stopwatch).
+2. Horizon: the loop gets what is left of the budget after the probes; iterations = loop seconds / seconds of
+   one outer iteration. When not even one outer iteration of the preset fits, its inner steps are shortened.
+   distill.max_minutes stays as the guard. Evaluation comes on top of the budget, and the log says so.
+3. Image lr: the preset's rate times each of LR_FACTORS, each distilled from the same initial set for a probe
+   horizon (CALIBRATION_SHARE of the budget, split among them) and scored on the validation split by one
+   short evaluation; the initial set is scored the same way. The best wins (ties: the smaller rate). The test
+   split is never touched.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+import re
+import time
+from typing import Any, Callable
+
+import torch
+
+from .config import Config
+from .data import LoadedDataset
+from .distiller import Distiller, eval_model
+from .errors import DreamddError
+from .evaluation import evaluate_images
+from .synthetic import SyntheticSet
+
+LR_FACTORS = (1.0, 3.0, 10.0, 30.0)
+CALIBRATION_SHARE = 0.25       # of the budget, for the learning-rate probes
+PROBE_STEPS = 3                # inner steps of the timing probe
+PROBE_EVAL_EPOCHS = 50         # epochs of the one network that scores a probe on the validation split
+# the setting that holds a method's inner steps per outer iteration (methods not listed take one fixed step
+# count: DM one step, MTT mtt.syn_steps)
+INNER_STEPS = {"idc": ("distill", "inner_loop"), "dreamplus": ("distill", "inner_loop"),
+               "dc": ("dc", "outer_loop"), "dsa": ("dc", "outer_loop")}
+
+
+def parse_duration(text: str) -> float:
+    """'30m', '2h', '90s', '1h30m' or a number of minutes -> seconds."""
+    text = str(text).strip().lower()
+    if re.fullmatch(r"\d+(\.\d+)?", text):
+        seconds = float(text) * 60
+    else:
+        parts = re.findall(r"(\d+(?:\.\d+)?)\s*([hms])", text)
+        if not parts or re.sub(r"\s|(\d+(?:\.\d+)?)\s*[hms]", "", text):
+            raise DreamddError(f"--budget {text!r}: give a duration such as 30m, 2h, 90s or 1h30m")
+        seconds = sum(float(v) * {"h": 3600, "m": 60, "s": 1}[u] for v, u in parts)
+    if seconds <= 0:
+        raise DreamddError("--budget must be a positive duration")
+    return seconds
+
+
+def _with_steps(config: Config, steps: int | None) -> Config:
+    """A copy of config whose outer iterations take `steps` inner steps (where the method has such a setting)."""
+    config = copy.deepcopy(config)
+    if steps is not None and config.match.method in INNER_STEPS:
+        section, key = INNER_STEPS[config.match.method]
+        setattr(getattr(config, section), key, steps)
+    return config
+
+
+def _probe_config(config: Config, iterations: int, steps: int | None, lr: float | None) -> Config:
+    probe = _with_steps(config, steps)
+    probe.distill.iterations = iterations
+    probe.distill.eval_every = probe.distill.snapshot_every = 0
+    probe.distill.max_minutes = None
+    if lr is not None:
+        probe.synth.lr = lr
+    return probe
+
+
+def _score(config: Config, data: LoadedDataset, device: torch.device, images: torch.Tensor, factor: int,
+           preprocess, learned_lr) -> float:
+    """Validation accuracy of a set (one network, PROBE_EVAL_EPOCHS epochs); never the test split."""
+    decoded, labels = SyntheticSet(images, data.info.num_classes, factor).decoded()
+    model, options = eval_model(config)
+    recipe = dataclasses.replace(config.eval, val_every=PROBE_EVAL_EPOCHS)
+    result = evaluate_images(decoded, labels, data, model, options, recipe, config.seed, device, repeats=1,
+                             epochs=PROBE_EVAL_EPOCHS, test=False, preprocess=preprocess, learned_lr=learned_lr)
+    return float(result["val_mean"])
+
+
+def plan_budget(config: Config, data: LoadedDataset, device: torch.device, seconds: float,
+                log: Callable[[str], None], quiet: bool = True) -> tuple[Config, dict[str, Any]]:
+    """The config for a run of `seconds` of loop time (horizon and image lr chosen as the module says) and the
+    plan that explains it."""
+    if not len(data.val):
+        raise DreamddError("--budget scores its learning-rate probes on the validation split; keep "
+                           "data.val_size above 0")
+    started = time.perf_counter()
+    full_steps = Distiller(config, data, device, quiet=True).method.steps_per_iteration()
+    probe_steps = min(full_steps, PROBE_STEPS) if config.match.method in INNER_STEPS else None
+
+    timing = Distiller(_probe_config(config, 1, probe_steps, None), data, device, quiet=True)
+    initial = timing.initial_set().images.detach().clone()
+    timing.run(initial=initial, final_eval=False)
+    t = timing.timings
+    step_seconds = (t.select + t.match + t.network) / max(1, t.inner_iterations)
+    base_lr = timing.image_lr
+    factor = config.synth.factor
+
+    t0 = time.perf_counter()
+    initial_score = _score(config, data, device, initial, factor, timing.method.eval_preprocess(),
+                           timing.method.eval_lr())
+    eval_seconds = time.perf_counter() - t0
+
+    share = CALIBRATION_SHARE * seconds / len(LR_FACTORS) - eval_seconds
+    steps = full_steps
+    if config.match.method in INNER_STEPS and step_seconds * full_steps > max(share, step_seconds):
+        steps = max(1, int(max(share, step_seconds) // step_seconds))       # one outer iteration must fit a probe
+    outer_seconds = step_seconds * (steps if config.match.method in INNER_STEPS else full_steps)
+    probe_iterations = max(1, int(share // outer_seconds)) if share > 0 else 1
+
+    candidates = []
+    for multiple in LR_FACTORS:
+        lr = base_lr * multiple
+        probe = Distiller(_probe_config(config, probe_iterations, steps if config.match.method in INNER_STEPS
+                                        else None, lr), data, device, quiet=True)
+        try:
+            images = probe.run(initial=initial, final_eval=False).images
+            score = _score(config, data, device, images, factor, probe.method.eval_preprocess(),
+                           probe.method.eval_lr())
+        except DreamddError as error:        # a rate so large the loss diverges: out of the running
+            score, images = float("nan"), None
+            log(f"budget: image lr {lr:.3g} diverged in its probe ({error})")
+        candidates.append({"lr": lr, "multiple": multiple, "val_mean": score})
+    finite = [c for c in candidates if not math.isnan(c["val_mean"])]
+    if not finite:
+        raise DreamddError("every image lr of the budget's probes diverged; set synth.lr by hand")
+    best = max(finite, key=lambda c: (c["val_mean"], -c["lr"]))
+
+    spent = time.perf_counter() - started
+    loop_seconds = max(0.0, seconds - spent)
+    iterations = max(1, int(loop_seconds // outer_seconds))
+    planned = _with_steps(config, steps if config.match.method in INNER_STEPS else None)
+    planned.synth.lr = best["lr"]
+    planned.distill.iterations = iterations
+    planned.distill.max_minutes = loop_seconds / 60
+    planned.distill.budget_minutes = seconds / 60
+    plan = {"budget_seconds": seconds, "probe_seconds": spent, "loop_seconds": loop_seconds,
+            "seconds_per_inner_step": step_seconds, "inner_steps": steps, "seconds_per_outer_iteration": outer_seconds,
+            "iterations": iterations, "paper_lr": base_lr, "lr": best["lr"],
+            "probe": {"iterations": probe_iterations, "eval_epochs": PROBE_EVAL_EPOCHS, "split": "validation",
+                      "initial_val_mean": initial_score, "candidates": candidates},
+            "evaluation": "on top of the budget"}
+    log(f"budget {seconds / 60:.1f} min: probes took {spent / 60:.1f} min; the loop gets {loop_seconds / 60:.1f} "
+        f"min = {iterations} outer iterations of {steps} inner steps ({outer_seconds:.1f} s each, measured); "
+        f"image lr {best['lr']:.3g} = {best['multiple']:g} x the preset's {base_lr:.3g}, chosen on the "
+        f"validation split after {probe_iterations} probe iteration(s) (initial set {initial_score:.2f}; "
+        + ", ".join(f"x{c['multiple']:g}: {c['val_mean']:.2f}" for c in candidates)
+        + "); the final evaluation comes on top of the budget")
+    return planned, plan
