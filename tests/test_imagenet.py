@@ -223,8 +223,10 @@ def test_imagenette_check_and_distill(tmp_path, capsys):
                  "--quiet"]) == 0
     assert "classes match the pinned list" in capsys.readouterr().out
     run = dreamdd.distill("imagenette", 1, image_size=8, data_root=str(tmp_path), out=tmp_path / "run",
-                          overrides=dict(TINY_RUN, data={"val_size": 10}), evaluate=False, quiet=True)
-    assert run.summary["dataset"] == "imagenette"
+                          overrides=dict(TINY_RUN, data={"val_size": 10}, model={"width": 4}), evaluate=False,
+                          quiet=True)
+    assert run.summary["dataset"] == "imagenette" and run.summary["preset"] == "imagenette"
+    assert "name: resnet10_ap" in (run.path / "config.yaml").read_text()
     assert json.loads((run.path / "metadata.json").read_text())["dataset"]["class_names"][0] == "tench"
 
 
@@ -271,3 +273,23 @@ def test_imagenet_1k_names_missing_and_unknown_classes(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "998 of the 1000 classes" in out and "n99999999" in out
     _exit2(["prepare", "cifar10", "--data-root", str(tmp_path)], capsys, "needs no preparing")
+
+
+@pytest.mark.parametrize("dataset,ipc,preset,model,size", [
+    ("tiny-imagenet", 1, "tiny-imagenet-ipc1", "convnet", 64), ("tiny-imagenet", 50, "tiny-imagenet-ipc50", "convnet", 64),
+    ("imagenet-10", 10, "imagenet-10-ipc10", "resnet10_ap", 224), ("imagenet-100", 20, "imagenet-100-ipc20",
+                                                                    "resnet10_ap", 224),
+    ("imagewoof", 10, "imagewoof", "resnet10_ap", 128)])
+def test_presets_for_tiny_and_imagenet_subsets(dataset, ipc, preset, model, size):
+    from dreamdd.config import preset_dir, resolve
+    config = resolve(dataset, ipc)
+    assert config.preset == preset and config.model.name == model and config.data.image_size == size
+    assert config.data.dataset == dataset
+    if dataset == "tiny-imagenet":
+        assert config.model.depth == 4 and config.match.batch_real == 64 and config.distill.n_data == 1000
+        assert config.image_lr(64) == pytest.approx((5e-3 if ipc < 50 else 1e-6) * ipc / 10 * 4)
+    else:
+        assert config.match.metric == "l1" and config.synth.factor == 3 and config.distill.iterations == 500
+    text = "".join((preset_dir() / f"{name}.yaml").read_text() for name in ("tiny-imagenet", "imagenet-subset",
+                                                                            "imagenet-100"))
+    assert text.count("Sources") == 3 and "github.com" in text
