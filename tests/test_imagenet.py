@@ -293,3 +293,18 @@ def test_presets_for_tiny_and_imagenet_subsets(dataset, ipc, preset, model, size
     text = "".join((preset_dir() / f"{name}.yaml").read_text() for name in ("tiny-imagenet", "imagenet-subset",
                                                                             "imagenet-100"))
     assert text.count("Sources") == 3 and "github.com" in text
+
+
+def test_plan_reports_memory_and_time(tmp_path, capsys):
+    assert main(["plan", "--dataset", "digits", "--ipc", "2", "--set", "model.width=8", "--json"]) == 0
+    plan = json.loads(capsys.readouterr().out)
+    assert plan["facts"]["classes"] == 10 and plan["facts"]["seconds_per_image"] > 0
+    assert plan["memory_bytes"]["synthetic set + gradient + momentum"] == 3 * 10 * 2 * 64 * 4
+    assert all(v > 0 for v in plan["seconds"].values()) and "data in memory (uint8)" in plan["memory_bytes"]
+    make_tiny(tmp_path)
+    prepare("tiny-imagenet", tmp_path, 16, workers=1)
+    assert main(["plan", "--dataset", "tiny-imagenet", "--ipc", "1", "--image-size", "16", "--data-root",
+                 str(tmp_path), "--set", "model.width=8"]) == 0
+    out = capsys.readouterr().out
+    assert "3 classes of 3x16x16, 12 train / 6 test images (the prepared store's index)" in out
+    assert "data on disk (prepared store)" in out and "one inner iteration" in out and "fits" in out

@@ -194,6 +194,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, help="with --check: decoding processes (default: all CPUs)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     prepare_parser(sub)
+    plan_parser(sub)
     sub.add_parser("presets", help="list the settings presets")
     return parser
 
@@ -287,6 +288,38 @@ def prepare_parser(sub) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
+def plan_parser(sub) -> None:
+    p = sub.add_parser("plan", help="memory and time of a run before starting it",
+                       description="Estimate a run's memory (data, synthetic set with its gradient and momentum, "
+                                   "networks, activations of a matching step, evaluation) and compute (one inner "
+                                   "iteration, the distillation, the evaluation), calibrated from a few timed "
+                                   "forward+backward steps of its network on this machine. Settings resolve as "
+                                   "for distill.")
+    p.add_argument("--dataset", required=True, help="as for distill")
+    p.add_argument("--ipc", type=int, help="stored synthetic images per class")
+    p.add_argument("--preset", help="settings preset (default as for distill)")
+    p.add_argument("--image-size", type=int, help="image side for datasets read from image files")
+    add_overrides(p, "override any setting, as for distill")
+    p.add_argument("--device", default=None, help="device to calibrate on (default: auto)")
+    p.add_argument("--data-root", default=None, help="folder holding the dataset files (default: ./data)")
+    p.add_argument("--json", action="store_true", help="print the plan as JSON")
+
+
+def run_plan(args) -> int:
+    from .config import deep_update, parse_overrides, resolve
+    from .planner import plan
+    named: dict = {}
+    if args.image_size is not None or args.data_root is not None:
+        named["data"] = {k: v for k, v in (("image_size", args.image_size), ("root", args.data_root))
+                         if v is not None}
+    if args.device is not None:
+        named["device"] = args.device
+    config = resolve(args.dataset, args.ipc, args.preset, deep_update(named, parse_overrides(args.overrides)))
+    result = plan(config)
+    print(json.dumps(result.as_dict(), indent=2) if args.json else "\n".join(result.lines()))
+    return 0
+
+
 def run_prepare(args) -> int:
     import time
 
@@ -332,6 +365,7 @@ COMMANDS["experts"] = run_experts
 COMMANDS["report"] = run_report
 COMMANDS["compare"] = run_compare
 COMMANDS["prepare"] = run_prepare
+COMMANDS["plan"] = run_plan
 
 
 def main(argv: Sequence[str] | None = None) -> int:
