@@ -135,6 +135,11 @@ def test_prepare_writes_a_class_sorted_store_equal_to_decoding(tmp_path):
     files = [f for files in listing.splits["train"] for f in files]
     np.testing.assert_array_equal(store.train.read(rows), np.stack([decode(files[r], (16, 16)) for r in rows]))
     assert prepare("tiny-imagenet", tmp_path, 16, workers=1).path == store.path   # up to date: reused
+    import shutil
+    shutil.rmtree(folder)   # a prepared store serves without the source files
+    entry = {d["name"]: d for d in dreamdd.data.list_datasets(tmp_path)}["tiny-imagenet"]
+    assert entry["present"] and "prepared: tiny-imagenet-16x16" in entry["path"]
+    assert len(load("tiny-imagenet", root=tmp_path, image_size=16).test) == 6
 
 
 def test_an_interrupted_prepare_resumes(tmp_path, monkeypatch):

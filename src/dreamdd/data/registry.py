@@ -324,8 +324,12 @@ def list_datasets(root: str | os.PathLike = "data") -> list[dict[str, Any]]:
             continue
         if spec.layout is not None:
             folder = spec.layout.locate(root, complete=True)
-            out.append({"name": spec.name, "present": folder is not None,
-                        "path": str(_abs(folder or root / spec.folders[0])), "description": spec.description})
+            prepared = stores.prepared(root, spec.name)
+            path = str(_abs(folder or root / spec.folders[0]))
+            if prepared:
+                path += f" (prepared: {', '.join(p.name for p in prepared)})"
+            out.append({"name": spec.name, "present": folder is not None or bool(prepared), "path": path,
+                        "description": spec.description})
             continue
         located = _locate(spec, root)
         path = located[0] if located else root / spec.folders[0]

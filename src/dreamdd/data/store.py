@@ -2,8 +2,8 @@
 
 <root>/prepared/<name>-<H>x<W>/ holds train.u8 and test.u8 (raw (N, C, H, W) uint8, class after class) and
 index.json (classes, per-class counts and offsets, image size, the source listing's checksum, and which classes
-are written). Preparing goes one class at a time, decoding over worker processes, and rewrites index.json after
-each class, so an interrupted run resumes where it stopped. Reading takes rows with positioned reads (os.pread),
+are written). Preparing goes one class at a time, decoding over worker processes, and records the finished
+classes in index.json every few seconds (after syncing their pixels), so an interrupted run resumes there. Reading takes rows with positioned reads (os.pread),
 so a run holds only the images a step touches: the pages stay in the operating system's file cache instead of
 the process (a memory map would count every page a run ever touched, e.g. a clustered class, as its own).
 """
@@ -27,11 +27,28 @@ from .imaging import decode
 VERSION = 1
 INDEX = "index.json"
 SPLITS = ("train", "test")
+SAVE_EVERY = 2.0  # seconds between index updates while preparing (and at the end)
 CHANNELS = 3  # ImageNet-style datasets are stored as RGB (grayscale and CMYK JPEGs are converted)
 
 
 def store_dir(root: str | os.PathLike, name: str, size: tuple[int, int]) -> Path:
     return Path(root).expanduser() / "prepared" / f"{name}-{size[0]}x{size[1]}"
+
+
+def prepared(root: str | os.PathLike, name: str) -> list[Path]:
+    """The complete stores of dataset `name` under root/prepared/, one per image size."""
+    folder = Path(root).expanduser() / "prepared"
+    if not folder.is_dir():
+        return []
+    found = []
+    for path in sorted(folder.glob(f"{name}-*x*")):
+        try:
+            index = read_index(path)
+        except DreamddError:
+            continue
+        if index is not None and index.get("complete") and index.get("dataset") == name:
+            found.append(path)
+    return found
 
 
 class StoreSplit:
@@ -135,6 +152,17 @@ def _write_json(path: Path, data: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
+def _sync(path: Path, index: dict[str, Any]) -> None:
+    """Make the written images durable, then record them in the index (so "done" never precedes the data)."""
+    for s in SPLITS:
+        fd = os.open(path / index["splits"][s]["file"], os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    _write_json(path / INDEX, index)
+
+
 def _decode_job(job: tuple[str, tuple[int, int]]) -> np.ndarray:
     return decode(job[0], job[1])
 
@@ -191,6 +219,7 @@ def prepare(layout: Layout, root: str | os.PathLike, size: tuple[int, int], work
     if workers > 1:
         ctx = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else None)
         pool = ProcessPoolExecutor(workers, mp_context=ctx)
+    last_saved = time.monotonic()
     try:
         for split, c in todo:
             files = listing.splits[split][c]
@@ -202,14 +231,15 @@ def prepare(layout: Layout, root: str | os.PathLike, size: tuple[int, int], work
                 for image in images:
                     out.write(image.tobytes())
                     bar.update(1)
-                out.flush()
-                os.fsync(out.fileno())
             index["splits"][split]["done"][c] = True
-            _write_json(path / INDEX, index)
+            if time.monotonic() - last_saved >= SAVE_EVERY:  # classes written since are redone after a crash
+                _sync(path, index)
+                last_saved = time.monotonic()
     finally:
         bar.close()
         if pool is not None:
             pool.shutdown(cancel_futures=True)
+        _sync(path, index)  # also when interrupted: the classes finished so far are kept
     index["complete"] = True
-    _write_json(path / INDEX, index)
+    _sync(path, index)
     return open_store(path)  # type: ignore[return-value]
