@@ -162,6 +162,7 @@ def plan(config: Config, calibration_batch: int = 16, calibration_steps: int = 2
                          "model": config.model.name, "parameters": params, "device": str(device),
                          "seconds_per_image": per_image, "calibration_batch": calibration_batch})
     data_bytes = (n_train + n_test) * pixels
+    p.memory["runtime (torch and libraries, measured)"] = _current_rss()
     if stored:
         p.memory["data on disk (prepared store)"] = data_bytes
         p.memory["data in memory (one class, read)"] = class_size * pixels
@@ -178,8 +179,10 @@ def plan(config: Config, calibration_batch: int = 16, calibration_steps: int = 2
     n_eval = k * ipc * f * f
     p.memory["evaluation (decoded set, 2 networks)"] = n_eval * pixels * 4 + 4 * params * 4 + \
         act * config.eval.batch
-    p.memory["peak (largest step + resident)"] = sum(v for key, v in p.memory.items()
-                                                     if not key.startswith(("data on disk", "evaluation")))
+    resident = [v for key, v in p.memory.items()
+                if key.startswith(("runtime", "data in memory", "synthetic", "network +"))]
+    steps = [v for key, v in p.memory.items() if key.startswith(("DREAM", "activations"))]
+    p.memory["peak (largest step + resident)"] = sum(resident) + max(steps)
     # compute
     matching = k * (real + GRAPH_FACTOR * n_syn) * per_image
     train_net = config.distill.n_data * per_image
@@ -187,7 +190,12 @@ def plan(config: Config, calibration_batch: int = 16, calibration_steps: int = 2
     if config.select.selector in ("dream", "representative"):
         clustering = k * min(class_size, config.select.pool_size or class_size) * per_image / 3 / \
             config.select.interval
-    inner = matching + train_net + clustering
+    image_steps = k * _image_step_seconds(k * ipc * pixels, device)
+    inner = matching + train_net + clustering + image_steps
+    p.seconds["matching (per inner iteration)"] = matching
+    p.seconds["image steps (per inner iteration)"] = image_steps
+    p.seconds["network update (per inner iteration)"] = train_net
+    p.seconds["selection (per inner iteration)"] = clustering
     p.seconds["one inner iteration"] = inner
     p.seconds["one outer iteration"] = inner * config.distill.inner_loop
     p.seconds[f"distillation ({config.distill.iterations} outer)"] = inner * config.distill.inner_loop * \
@@ -198,6 +206,33 @@ def plan(config: Config, calibration_batch: int = 16, calibration_steps: int = 2
     p.seconds[f"evaluation ({config.eval.repeats} x {epochs} epochs)"] = one_net * config.eval.repeats
     _fits(p, config, stored, data_bytes)
     return p
+
+
+def _current_rss() -> float:
+    """This process's resident memory now (torch imported, one small network built): a run's floor."""
+    try:
+        pages = int(Path("/proc/self/statm").read_text().split()[1])
+        return float(pages * os.sysconf("SC_PAGE_SIZE"))
+    except (OSError, ValueError, IndexError):
+        import resource
+        return float(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+
+
+def _image_step_seconds(numel: int, device: torch.device) -> float:
+    """One per-class image step: the synthetic set's whole gradient filled and one SGD-with-momentum step over
+    it (the loop steps one optimizer over every image once per class, as IDC's code does)."""
+    images = torch.zeros(numel, device=device, requires_grad=True)
+    optimizer = torch.optim.SGD([images], lr=0.0, momentum=0.5)
+
+    def step():
+        images.grad = torch.zeros_like(images)
+        optimizer.step()
+    step()
+    started = time.perf_counter()
+    step()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter() - started
 
 
 def _feature_size(net: torch.nn.Module, channels: int, size: tuple[int, int], device: torch.device) -> int:
