@@ -313,3 +313,19 @@ def test_plan_reports_memory_and_time(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "3 classes of 3x16x16, 12 train / 6 test images (the prepared store's index)" in out
     assert "data on disk (prepared store)" in out and "one inner iteration" in out and "fits" in out
+
+
+def test_subsets_reuse_a_prepared_imagenet_1k_store(tmp_path, capsys):
+    from dreamdd.data.subsets import imagenet_wnids
+    make_imagenet(tmp_path, imagenet_wnids(), n_train=2, n_val=1, size=(10, 8))
+    whole = prepare("imagenet-1k", tmp_path, 8, workers=2)
+    assert len(whole.train) == 2000 and len(whole.test) == 1000
+    data = load("imagenette", root=tmp_path, image_size=8, val_size=0)
+    assert not (tmp_path / "prepared" / "imagenette-8x8").exists()   # nothing decoded again
+    assert data.info.class_ids == tuple(NETTE) and data.info.class_names[-1] == "parachute"
+    assert len(data.train) == 20 and len(data.test) == 10 and "imagenet-1k's store" in data.source
+    own = np.stack([decode(tmp_path / "imagenet" / "train" / NETTE[3] / f"{NETTE[3]}_{i}.JPEG", (8, 8))
+                    for i in range(2)])
+    np.testing.assert_array_equal(data.train.uint8(data.train.class_indices(3)).numpy(), own)
+    assert main(["datasets", "--check", "imagenet-1k", "--data-root", str(tmp_path), "--no-decode"]) == 0
+    assert "classes match the pinned list (ImageNet-1K's 1000 wnids)" in capsys.readouterr().out

@@ -526,16 +526,28 @@ def _load_stored(spec: DatasetSpec, root: Path, size: tuple[int, int] | None, qu
                  workers: int | None) -> tuple[DatasetInfo, ClassBank, ClassBank, str]:
     """An image-layout dataset from its prepared store (prepared now when missing or unfinished)."""
     size = size or spec.info.image_size
+    layout: Layout = spec.layout  # type: ignore[assignment]
     store = stores.open_store(stores.store_dir(root, spec.name, size))
-    if store is None:
-        store = stores.prepare(spec.layout, root, size, workers=workers, quiet=quiet)  # type: ignore[arg-type]
+    whole = None if store is not None or layout.wnids is None else \
+        stores.open_store(stores.store_dir(root, "imagenet-1k", size))
+    if whole is not None:  # a subset of a prepared ImageNet-1K: its classes' rows, nothing decoded again
+        store, wanted = whole, sorted(layout.wnids)  # type: ignore[arg-type]
+    else:
+        if store is None:
+            store = stores.prepare(layout, root, size, workers=workers, quiet=quiet)
+        wanted = list(store.index["class_ids"])
     index = store.index
-    info = dataclasses.replace(spec.info, num_classes=len(index["class_ids"]), image_size=size,
-                               class_names=tuple(index["class_names"]), class_ids=tuple(index["class_ids"]))
-    k = info.num_classes
-    full = ClassBank(store.train, torch.from_numpy(store.labels("train")), k)
-    test = ClassBank(store.test, torch.from_numpy(store.labels("test")), k)
-    return info, full, test, f"{_abs(store.path)} (prepared from {index['source']['folder']})"
+    position = {w: i for i, w in enumerate(index["class_ids"])}
+    classes = [position[w] for w in wanted]
+    info = dataclasses.replace(spec.info, num_classes=len(wanted), image_size=size, class_ids=tuple(wanted),
+                               class_names=tuple(index["class_names"][i] for i in classes))
+    banks = []
+    for split in stores.SPLITS:
+        rows, labels = store.rows(split, classes)
+        banks.append(ClassBank(getattr(store, split), torch.from_numpy(labels), len(wanted),
+                               rows=torch.from_numpy(rows)))
+    what = f"classes of {index['dataset']}'s store " if whole is not None else ""
+    return info, banks[0], banks[1], f"{_abs(store.path)} ({what}prepared from {index['source']['folder']})"
 
 
 def _unknown(name: str, path: Path) -> DreamddError:

@@ -116,9 +116,13 @@ class Store:
     def image_size(self) -> tuple[int, int]:
         return tuple(self.index["image_size"])  # type: ignore[return-value]
 
-    def labels(self, split: str) -> np.ndarray:
-        counts = self.index["splits"][split]["counts"]
-        return np.repeat(np.arange(len(counts), dtype=np.int64), counts)
+    def rows(self, split: str, classes: list[int]) -> tuple[np.ndarray, np.ndarray]:
+        """The store rows of `classes` (class positions in this store) and their labels 0..len(classes)-1."""
+        counts, offsets = self.index["splits"][split]["counts"], self.index["splits"][split]["offsets"]
+        rows = [np.arange(offsets[c], offsets[c] + counts[c], dtype=np.int64) for c in classes]
+        labels = [np.full(counts[c], k, dtype=np.int64) for k, c in enumerate(classes)]
+        return (np.concatenate(rows) if rows else np.zeros(0, np.int64),
+                np.concatenate(labels) if labels else np.zeros(0, np.int64))
 
 
 def read_index(path: Path) -> dict[str, Any] | None:
