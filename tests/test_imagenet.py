@@ -96,6 +96,17 @@ def test_tiny_listing_order_names_and_val_labels(tmp_path):
     assert all(f.parent.name == "images" for files in listing.splits["test"] for f in files)
 
 
+def test_tiny_val_sorted_into_class_folders_is_accepted(tmp_path):
+    folder = make_tiny(tmp_path)
+    val = folder / "val"
+    for line in (val / "val_annotations.txt").read_text().splitlines():
+        file, wnid = line.split("\t")[:2]
+        (val / wnid / "images").mkdir(parents=True, exist_ok=True)
+        (val / "images" / file).rename(val / wnid / "images" / file)
+    (val / "val_annotations.txt").unlink()
+    assert tiny_listing(folder).counts("test") == [2, 2, 2]
+
+
 @pytest.mark.parametrize("val", ["folders", "loc"])
 def test_imagenet_subset_listing_keeps_only_its_classes(tmp_path, val):
     extra = "n01443537"   # goldfish: an ImageNet class outside Imagenette

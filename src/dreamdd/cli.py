@@ -376,7 +376,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"dreamdd: error: {error}", file=sys.stderr)
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
-        print("dreamdd: interrupted; a distill run continues with --resume RUN_DIR", file=sys.stderr)
+        hint = ("run the same `dreamdd prepare` again to continue where it stopped" if args.command == "prepare"
+                else "a distill run continues with --resume RUN_DIR")
+        print(f"dreamdd: interrupted; {hint}", file=sys.stderr)
         return EXIT_INTERRUPTED
 
 

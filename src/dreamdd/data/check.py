@@ -2,15 +2,14 @@
 classes, unreadable files and class order against the pinned lists, each problem with how to fix it."""
 from __future__ import annotations
 
-import multiprocessing
 import os
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import DreamddError
 from .imagenet import Layout, Listing
 from .imaging import decode
+from .store import decoding_pool
 from .subsets import imagenet_classes, subsets
 
 
@@ -47,8 +46,7 @@ def _unreadable(files: list[Path], workers: int, quiet: bool) -> list[str]:
     errors = []
     pool = None
     if workers > 1:
-        ctx = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else None)
-        pool = ProcessPoolExecutor(workers, mp_context=ctx)
+        pool = decoding_pool(workers)
     try:
         results = pool.map(_readable, names, chunksize=64) if pool is not None else map(_readable, names)
         for error in results:

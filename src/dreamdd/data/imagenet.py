@@ -144,6 +144,9 @@ def tiny_listing(folder: Path, name: str = "tiny-imagenet") -> Listing:
 def _tiny_val(folder: Path, wnids: list[str]) -> list[list[Path]]:
     val = folder / "val"
     annotations = val / "val_annotations.txt"
+    if not annotations.is_file() and all((val / w).is_dir() for w in wnids):
+        # val/ already sorted into class folders (val/<wnid>/images/* or val/<wnid>/*), as many scripts do
+        return [_images(val / w / "images") if (val / w / "images").is_dir() else _images(val / w) for w in wnids]
     if not annotations.is_file():
         raise DreamddError(f"{annotations} is missing, so TinyImageNet's val images (dreamdd's test split) have no "
                            f"labels; extract tiny-imagenet-200.zip again so val/ holds val_annotations.txt and "

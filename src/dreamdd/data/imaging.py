@@ -38,6 +38,9 @@ def decode(path: str | os.PathLike, size: tuple[int, int] | None, mode: str = "R
             if size is not None:
                 im = fit(im, size)
             a = np.asarray(im, dtype=np.uint8)
+    except Image.DecompressionBombError as e:
+        raise DreamddError(f"{path} declares more pixels than Pillow accepts ({e}); it is not a photograph of a "
+                           f"dataset (a decompression bomb?): remove it") from e
     except (UnidentifiedImageError, OSError, ValueError) as e:  # truncated data surfaces only when decoding
         raise DreamddError(f"{path} could not be decoded as an image ({e}); remove or replace it") from e
     return a[None] if a.ndim == 2 else a.transpose(2, 0, 1)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
+import signal
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -156,6 +157,16 @@ def _write_json(path: Path, data: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
+def _ignore_interrupt() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's to handle (and resume from)
+
+
+def decoding_pool(workers: int) -> ProcessPoolExecutor:
+    """Worker processes for decoding (forked where possible: they need only Pillow and numpy)."""
+    ctx = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else None)
+    return ProcessPoolExecutor(workers, mp_context=ctx, initializer=_ignore_interrupt)
+
+
 def _sync(path: Path, index: dict[str, Any]) -> None:
     """Make the written images durable, then record them in the index (so "done" never precedes the data)."""
     for s in SPLITS:
@@ -221,8 +232,7 @@ def prepare(layout: Layout, root: str | os.PathLike, size: tuple[int, int], work
                dynamic_ncols=True)
     pool = None
     if workers > 1:
-        ctx = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else None)
-        pool = ProcessPoolExecutor(workers, mp_context=ctx)
+        pool = decoding_pool(workers)
     last_saved = time.monotonic()
     try:
         for split, c in todo:
