@@ -231,6 +231,10 @@ def test_check_prepare_and_a_one_iteration_distillation(tmp_path, capsys):
     assert meta["dataset"]["image_size"] == [16, 16] and meta["dataset"]["class_ids"] == sorted(TINY_WNIDS)
     assert "image_size: 16" in (run.path / "config.yaml").read_text()
     assert tuple(run.distilled.images.shape) == (3, 3, 16, 16)
+    result = dreamdd.evaluate(run.path, epochs=1, repeats=1, data_root=str(tmp_path))   # its 16 px store again
+    assert 0 <= result["test_mean"] <= 100
+    assert main(["datasets", "--check", "digits"]) == 0 and "train: 1347 images" in capsys.readouterr().out
+    assert main(["datasets", "--check", "no-such-set"]) == 2
 
 
 def test_imagenette_check_and_distill(tmp_path, capsys):
