@@ -74,3 +74,12 @@ def test_layout_tolerance_on_a_tiny_net(speed):
     r = speed.layout_tolerance(size=8, width=4, depth=1, batch_real=4, n_syn=2)
     for layout in ("contiguous", "channels_last"):
         assert r[layout]["image_grad_rel_err_vs_fp64"] < 1e-3
+
+
+def test_imagenet_scale_generates_an_imagenet_layout(load_benchmark, tmp_path):
+    scale = load_benchmark("imagenet_scale")
+    pool = scale.jpeg_pool(3)
+    assert len(set(pool)) == 3 and all(p[:2] == b"\xff\xd8" for p in pool)
+    n = scale.generate(tmp_path, 2, 1, pool, ["n01440764", "n01443537"])
+    assert n == 4 and len(list((tmp_path / "imagenet" / "train").rglob("*.JPEG"))) == 4
+    assert len(list((tmp_path / "imagenet" / "val").rglob("*.JPEG"))) == 2

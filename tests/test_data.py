@@ -414,7 +414,10 @@ def test_list_datasets_and_names(tmp_path):
     write_mnist(tmp_path / "mnist")
     entries = {d["name"]: d for d in list_datasets(tmp_path)}
     assert list(entries) == dataset_names()
-    assert set(dataset_names()) == {"digits", "mnist", "fashion-mnist", "cifar10", "cifar100", "svhn"}
+    assert set(dataset_names()) == {"digits", "mnist", "fashion-mnist", "cifar10", "cifar100", "svhn",
+                                    "tiny-imagenet", "imagenet-1k", "imagenette", "imagewoof", "imagefruit",
+                                    "imageyellow", "imagemeow", "imagesquawk", "imagenet-10", "imagenet-100"}
+    assert not entries["tiny-imagenet"]["present"] and not entries["imagenette"]["present"]
     assert entries["mnist"]["present"] and entries["mnist"]["path"] == str(tmp_path / "mnist")
     assert not entries["cifar10"]["present"] and entries["cifar10"]["path"].endswith("cifar-10-batches-py")
     assert entries["digits"]["present"] and all(d["description"] for d in entries.values())

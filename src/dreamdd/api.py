@@ -51,7 +51,7 @@ def _logger(run: RunDir, quiet: bool):
 
 def distill(dataset: str | None = None, ipc: int | None = None, *, preset: str | None = None,
             selector: str | None = None, init: str | None = None, method: str | None = None,
-            iterations: int | None = None,
+            iterations: int | None = None, image_size: int | None = None,
             out: str | os.PathLike | None = None, overrides: dict[str, Any] | None = None,
             seed: int | None = None, device: str | None = None, data_root: str | None = None,
             resume: str | os.PathLike | None = None, evaluate: bool = True, tensorboard: bool = False,
@@ -73,7 +73,8 @@ def distill(dataset: str | None = None, ipc: int | None = None, *, preset: str |
         named: dict[str, Any] = {}
         for section, key, value in (("match", "method", method), ("select", "selector", selector),
                                     ("synth", "init", init),
-                                    ("distill", "iterations", iterations), ("data", "root", data_root)):
+                                    ("distill", "iterations", iterations), ("data", "root", data_root),
+                                    ("data", "image_size", image_size)):
             if value is not None:
                 named.setdefault(section, {})[key] = value
         for key, value in (("seed", seed), ("device", device)):
@@ -96,7 +97,7 @@ def distill(dataset: str | None = None, ipc: int | None = None, *, preset: str |
     write_json(run.file(SUMMARY), {"status": "running", "started": started})
     try:
         torch_device = resolve_device(config.device)
-        data = load_data(config)
+        data = load_data(config, quiet=quiet)
         log(f"data: {data.info.name} from {data.source}: {len(data.train)} train / {data.val_size} validation / "
             f"{len(data.test)} test images")
         if budget_seconds is not None:
@@ -199,7 +200,8 @@ def _prepare(source, dataset: str | None, mean, std, factor, data_root: str | No
     if "dataset" not in split:
         raise DreamddError("the artifact does not say which dataset it was distilled from; pass --dataset NAME")
     data = datasets.load(split["dataset"], root=data_root or split.get("root", "data"),
-                         val_size=split.get("val_size", 0.1), seed=split.get("seed", 0))
+                         val_size=split.get("val_size", 0.1), seed=split.get("seed", 0),
+                         image_size=(meta.get("dataset") or {}).get("image_size"))
     stored = meta.get("recipe") or (meta.get("evaluation") or {}).get("recipe", {})   # the run's, else its result's
     recipe = _recipe(stored, split["dataset"], overrides, protocol)
     return distilled, data, recipe
@@ -278,7 +280,7 @@ def select(dataset: str, per_class: int, method: str = "random", *, out: str | o
     data = load_data(config)
     net = None if method == "random" else feature_network(config, data, torch_device, feature_epochs, quiet)
     indices = select_coreset(data, method, per_class, net, seed, torch_device)
-    images = data.train.images[indices].float() / 255
+    images = data.train.uint8(indices).float() / 255
     labels = data.train.labels[indices]
     metadata = {"dataset": data.info.to_dict(), "ipc": per_class, "factor": 1, "method": f"coreset-{method}",
                 "selector": method, "init": None, "seed": seed, "feature_epochs": feature_epochs,

@@ -31,8 +31,9 @@ def distill_parser(sub) -> None:
                                    "matching); --selector random --init real is plain IDC. Writes a run folder "
                                    "with config.yaml, metrics.jsonl, summary.json, distilled.safetensors, "
                                    "metadata.json, grid.png and checkpoint.pt.")
-    p.add_argument("--dataset", help="digits, mnist, fashion-mnist, cifar10, cifar100, svhn, a folder of class "
-                                     "sub-folders, or an .npz (see `dreamdd datasets`)")
+    p.add_argument("--dataset", help="digits, mnist, fashion-mnist, cifar10, cifar100, svhn, tiny-imagenet, "
+                                     "imagenet-1k, an ImageNet subset (imagenette, imagewoof, imagenet-10, ...), a "
+                                     "folder of class sub-folders, or an .npz (see `dreamdd datasets`)")
     p.add_argument("--ipc", type=int, help="stored synthetic images per class")
     p.add_argument("--preset", help="settings preset (default: <dataset>-ipc<N> or <dataset> when one exists; "
                                     "see `dreamdd presets`)")
@@ -41,6 +42,8 @@ def distill_parser(sub) -> None:
                    help="matching framework (default: the preset's, idc); mtt needs --set mtt.experts=DIR "
                         "(see `dreamdd experts`)")
     p.add_argument("--init", choices=["noise", "real", "representative"], help="synthetic initialisation")
+    p.add_argument("--image-size", type=int, help="image side for datasets read from image files (shorter side "
+                                                  "resized, then center-cropped; = --set data.image_size=S)")
     p.add_argument("--iterations", type=int, help="outer iterations (with --resume: the new total)")
     p.add_argument("--out", help="run folder to create (default: runs/<dataset>-ipc<N>-<method>-<selector>-s<seed>)")
     add_overrides(p, "override any setting, e.g. --set select.interval=5 --set eval.repeats=5")
@@ -185,8 +188,18 @@ def build_parser() -> argparse.ArgumentParser:
     select_parser(sub)
     report_parser(sub)
     compare_parser(sub)
-    p = sub.add_parser("datasets", help="list the known datasets and whether their files are present")
+    p = sub.add_parser("datasets", help="list the known datasets and whether their files are present",
+                       description="List the known datasets; with --check NAME, verify one: its layout, images "
+                                   "per class and split, missing, duplicate or unknown classes, class order "
+                                   "against the pinned lists and (unless --no-decode) that every image decodes. "
+                                   "Exit status 2 when something is wrong.")
     p.add_argument("--data-root", default="data", help="folder searched for dataset files (default: ./data)")
+    p.add_argument("--check", metavar="NAME", help="check one dataset and say what is wrong and how to fix it")
+    p.add_argument("--no-decode", action="store_true", help="with --check: skip decoding every image")
+    p.add_argument("--workers", type=int, help="with --check: decoding processes (default: all CPUs)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    prepare_parser(sub)
+    plan_parser(sub)
     sub.add_parser("presets", help="list the settings presets")
     return parser
 
@@ -197,7 +210,7 @@ def run_distill(args) -> int:
     if args.resume is None and (args.dataset is None or (args.ipc is None and args.preset is None)):
         raise DreamddError("distill needs --dataset and --ipc (or a --preset), or --resume RUN_DIR")
     result = distill(args.dataset, args.ipc, preset=args.preset, selector=args.selector, init=args.init,
-                     method=args.method,
+                     method=args.method, image_size=args.image_size,
                      iterations=args.iterations, out=args.out, overrides=parse_overrides(args.overrides),
                      seed=args.seed, device=args.device, data_root=args.data_root, resume=args.resume,
                      evaluate=not args.no_eval, tensorboard=args.tensorboard, budget=args.budget,
@@ -265,8 +278,77 @@ def run_select(args) -> int:
     return 0
 
 
+def prepare_parser(sub) -> None:
+    p = sub.add_parser("prepare", help="decode an image-layout dataset once into a memory-light store",
+                       description="Decode TinyImageNet, ImageNet-1K or an ImageNet subset once into "
+                                   "<data-root>/prepared/<name>-<S>x<S>/: class-sorted uint8 files and index.json "
+                                   "(classes, counts, offsets, source checksum). One class at a time over worker "
+                                   "processes; an interrupted run resumes. Later runs read it (distill prepares it "
+                                   "itself when missing).")
+    p.add_argument("dataset", metavar="DATASET", help="tiny-imagenet, imagenet-1k, imagenette, imagewoof, "
+                                                      "imagefruit, imageyellow, imagemeow, imagesquawk, "
+                                                      "imagenet-10, imagenet-100")
+    p.add_argument("--data-root", default="data", help="folder holding the dataset (default: ./data)")
+    p.add_argument("--image-size", type=int, help="image side (default: the dataset's, e.g. 64 for tiny-imagenet)")
+    p.add_argument("--workers", type=int, help="decoding processes (default: all CPUs)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def plan_parser(sub) -> None:
+    p = sub.add_parser("plan", help="memory and time of a run before starting it",
+                       description="Estimate a run's memory (data, synthetic set with its gradient and momentum, "
+                                   "networks, activations of a matching step, evaluation) and compute (one inner "
+                                   "iteration, the distillation, the evaluation), calibrated from a few timed "
+                                   "forward+backward steps of its network on this machine. Settings resolve as "
+                                   "for distill.")
+    p.add_argument("--dataset", required=True, help="as for distill")
+    p.add_argument("--ipc", type=int, help="stored synthetic images per class")
+    p.add_argument("--preset", help="settings preset (default as for distill)")
+    p.add_argument("--image-size", type=int, help="image side for datasets read from image files")
+    add_overrides(p, "override any setting, as for distill")
+    p.add_argument("--device", default=None, help="device to calibrate on (default: auto)")
+    p.add_argument("--data-root", default=None, help="folder holding the dataset files (default: ./data)")
+    p.add_argument("--json", action="store_true", help="print the plan as JSON")
+
+
+def run_plan(args) -> int:
+    from .config import deep_update, parse_overrides, resolve
+    from .planner import plan
+    named: dict = {}
+    if args.image_size is not None or args.data_root is not None:
+        named["data"] = {k: v for k, v in (("image_size", args.image_size), ("root", args.data_root))
+                         if v is not None}
+    if args.device is not None:
+        named["device"] = args.device
+    config = resolve(args.dataset, args.ipc, args.preset, deep_update(named, parse_overrides(args.overrides)))
+    result = plan(config)
+    print(json.dumps(result.as_dict(), indent=2) if args.json else "\n".join(result.lines()))
+    return 0
+
+
+def run_prepare(args) -> int:
+    import time
+
+    from .data import prepare
+    started = time.time()
+    store = prepare(args.dataset, args.data_root, args.image_size, workers=args.workers, quiet=args.quiet)
+    counts = {s: sum(store.index["splits"][s]["counts"]) for s in ("train", "test")}
+    print(f"prepared: {store.path} ({len(store.index['class_ids'])} classes, {counts['train']} train / "
+          f"{counts['test']} test images at {store.image_size[0]}x{store.image_size[1]}, "
+          f"{time.time() - started:.1f} s)")
+    return 0
+
+
 def run_datasets(args) -> int:
     from .data import list_datasets
+    if args.check:
+        from .data.check import check
+        report = check(args.check, args.data_root, workers=args.workers, quiet=args.quiet,
+                       decode_all=not args.no_decode)
+        print(report.text())
+        if not report.ok:
+            raise DreamddError(f"{report.name} has {len(report.problems)} problem(s), listed above with their fixes")
+        return 0
     rows = list_datasets(args.data_root)
     width = max(len(r["name"]) for r in rows)
     for r in rows:
@@ -288,6 +370,8 @@ COMMANDS = {"distill": run_distill, "evaluate": run_evaluate, "select": run_sele
 COMMANDS["experts"] = run_experts
 COMMANDS["report"] = run_report
 COMMANDS["compare"] = run_compare
+COMMANDS["prepare"] = run_prepare
+COMMANDS["plan"] = run_plan
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -298,7 +382,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"dreamdd: error: {error}", file=sys.stderr)
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
-        print("dreamdd: interrupted; a distill run continues with --resume RUN_DIR", file=sys.stderr)
+        hint = ("run the same `dreamdd prepare` again to continue where it stopped" if args.command == "prepare"
+                else "a distill run continues with --resume RUN_DIR")
+        print(f"dreamdd: interrupted; {hint}", file=sys.stderr)
         return EXIT_INTERRUPTED
 
 

@@ -22,6 +22,7 @@ class DataConfig:
     val_size: float = 0.1          # fraction (< 1) or count (>= 1) of the training set held out for validation
     download: bool = True
     verify: bool = False           # check checksums of files already on disk (downloads are always checked)
+    image_size: int | None = None  # images read from files: shorter side resized, center-cropped (None: dataset's)
 
 
 @dataclass

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DreamddError
+from .imaging import decode
 
 GZIP_MAGIC = b"\x1f\x8b"
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm"}
@@ -249,24 +250,15 @@ def _survey(files: list[Path], image_size: tuple[int, int] | None, folder: Path)
 
 
 def _decode(f: Path, mode: str, image_size: tuple[int, int] | None) -> np.ndarray:
-    from PIL import Image
-
-    try:
-        with Image.open(f) as im:
-            im = im.convert(mode)
-            if image_size is not None and im.size != (int(image_size[1]), int(image_size[0])):
-                im = im.resize((int(image_size[1]), int(image_size[0])), Image.Resampling.BILINEAR)
-            a = np.asarray(im, dtype=np.uint8)
-    except OSError as e:  # truncated data surfaces only when decoding
-        raise DreamddError(f"{f} could not be decoded ({e}); remove or replace it") from e
-    return a[None] if a.ndim == 2 else a.transpose(2, 0, 1)
+    return decode(f, image_size, mode)
 
 
 def read_image_folder(folder: str | os.PathLike, image_size: tuple[int, int] | None = None) -> Splits:
     """FOLDER/train/<class>/* and FOLDER/test/<class>/*, or FOLDER/<class>/* (a 20 % test split is then carved).
 
     Class names are the sorted names of the class folders. Images become RGB, or L when all are grayscale;
-    with image_size=(H, W) every image is resized to it (bilinear), otherwise all must share one size.
+    with image_size=(H, W) every image is resized (shorter side) and center-cropped to it, otherwise all must
+    share one size.
     """
     folder = Path(folder)
     split_layout = (folder / "train").is_dir() and (folder / "test").is_dir()

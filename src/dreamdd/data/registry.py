@@ -15,7 +15,9 @@ from ..errors import DreamddError
 from ..seeding import generator
 from . import download as dl
 from . import readers
+from . import store as stores
 from .bank import ClassBank
+from .imagenet import Layout, layouts
 from .readers import Splits
 
 
@@ -29,6 +31,7 @@ class DatasetInfo:
     mean: tuple[float, ...]
     std: tuple[float, ...]
     class_names: tuple[str, ...]
+    class_ids: tuple[str, ...] = ()  # the files' class identifiers where they differ from the names (wnids)
 
     def _stats(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         mean = torch.tensor(self.mean, device=x.device, dtype=x.dtype).view(-1, 1, 1)
@@ -48,7 +51,7 @@ class DatasetInfo:
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "num_classes": self.num_classes, "channels": self.channels,
                 "image_size": list(self.image_size), "mean": list(self.mean), "std": list(self.std),
-                "class_names": list(self.class_names)}
+                "class_names": list(self.class_names), **({"class_ids": list(self.class_ids)} if self.class_ids else {})}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "DatasetInfo":
@@ -56,7 +59,8 @@ class DatasetInfo:
             return cls(name=str(d["name"]), num_classes=int(d["num_classes"]), channels=int(d["channels"]),
                        image_size=tuple(int(v) for v in d["image_size"]),  # type: ignore[arg-type]
                        mean=tuple(float(v) for v in d["mean"]), std=tuple(float(v) for v in d["std"]),
-                       class_names=tuple(str(v) for v in d["class_names"]))
+                       class_names=tuple(str(v) for v in d["class_names"]),
+                       class_ids=tuple(str(v) for v in d.get("class_ids", ())))
         except (KeyError, TypeError, ValueError) as e:
             raise DreamddError(f"dataset description {d!r} is incomplete or malformed ({e}); it needs name, "
                                f"num_classes, channels, image_size, mean, std and class_names") from e
@@ -104,10 +108,11 @@ class DatasetSpec:
     resources: tuple[Resource, ...] = ()
     download_dir: str = ""  # relative to root: where resources are saved
     checksums: dict[str, str] = dataclasses.field(default_factory=dict)  # file name -> md5, for verify=True
+    layout: Layout | None = None  # an image layout (TinyImageNet, ImageNet), read through a prepared store
 
     @property
     def builtin(self) -> bool:
-        return self.read is None
+        return self.read is None and self.layout is None
 
 
 def _idx_files() -> tuple[tuple[str, ...], ...]:
@@ -189,7 +194,29 @@ SPECS: dict[str, DatasetSpec] = {s.name: s for s in [
                 resources=tuple(Resource(f, SVHN_URL + f, m) for f, m in SVHN_MD5.items()),
                 download_dir="svhn", checksums=SVHN_MD5),
 ]}
-ALIASES = {"fashion_mnist": "fashion-mnist", "fmnist": "fashion-mnist", "fashionmnist": "fashion-mnist",
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+# Default image sizes: TinyImageNet's own 64; the MTT subsets and fast.ai's at MTT's 128; IDC's ImageNet-10/100 at
+# IDC's 224 (argument.py --size); ImageNet-1K at 64 (a choice: a prepared 1.28M-image store of 15 GB).
+LAYOUT_SIZES = {"tiny-imagenet": 64, "imagenet-10": 224, "imagenet-100": 224, "imagenet-1k": 64}
+LAYOUT_ABOUT = {"tiny-imagenet": "TinyImageNet, 200 classes, 64x64, 100000 train / 10000 test (its val)",
+                "imagenet-1k": "ImageNet-1K (ILSVRC2012), 1000 classes, 1.28M train / 50000 test (its val)"}
+
+
+def _layout_spec(layout: Layout) -> DatasetSpec:
+    size = LAYOUT_SIZES.get(layout.name, 128)
+    n = 200 if layout.kind == "tiny" else len(layout.wnids or ()) or 1000
+    about = LAYOUT_ABOUT.get(layout.name, f"ImageNet subset {layout.name} ({n} classes), read from an ImageNet "
+                                          f"layout")
+    return DatasetSpec(layout.name, f"{about}; prepared once into a store (`dreamdd prepare`)",
+                       DatasetInfo(layout.name, n, 3, (size, size), IMAGENET_MEAN, IMAGENET_STD, ()),
+                       folders=layout.folders, layout=layout)
+
+
+SPECS.update({name: _layout_spec(layout) for name, layout in layouts().items()})
+ALIASES = {"tinyimagenet": "tiny-imagenet", "tiny_imagenet": "tiny-imagenet", "tiny": "tiny-imagenet",
+           "imagenet": "imagenet-1k", "imagenet1k": "imagenet-1k", "imagenet10": "imagenet-10",
+           "imagenet100": "imagenet-100",
+           "fashion_mnist": "fashion-mnist", "fmnist": "fashion-mnist", "fashionmnist": "fashion-mnist",
            "cifar-10": "cifar10", "cifar_10": "cifar10", "cifar-100": "cifar100", "cifar_100": "cifar100"}
 
 
@@ -294,6 +321,15 @@ def list_datasets(root: str | os.PathLike = "data") -> list[dict[str, Any]]:
     for spec in SPECS.values():
         if spec.builtin:
             out.append({"name": spec.name, "present": True, "path": "built-in", "description": spec.description})
+            continue
+        if spec.layout is not None:
+            folder = spec.layout.locate(root, complete=True)
+            prepared = stores.prepared(root, spec.name)
+            path = str(_abs(folder or root / spec.folders[0]))
+            if prepared:
+                path += f" (prepared: {', '.join(p.name for p in prepared)})"
+            out.append({"name": spec.name, "present": folder is not None or bool(prepared), "path": path,
+                        "description": spec.description})
             continue
         located = _locate(spec, root)
         path = located[0] if located else root / spec.folders[0]
@@ -425,15 +461,20 @@ def split_validation(labels: torch.Tensor, num_classes: int, val_size: float | i
 
 
 def load(name: str | os.PathLike, root: str | os.PathLike = "data", val_size: float | int = 0.1, seed: int = 0,
-         download: bool = True, verify: bool = False, image_size: tuple[int, int] | None = None) -> LoadedDataset:
+         download: bool = True, verify: bool = False, image_size: tuple[int, int] | int | None = None,
+         quiet: bool = True, workers: int | None = None) -> LoadedDataset:
     """Load a registered dataset (see dataset_names()), an image folder or an .npz file into banks.
 
     The validation split is carved out of the training split, stratified and deterministic under `seed`;
-    the test split is the dataset's own and never depends on the seed.
+    the test split is the dataset's own and never depends on the seed. Image-layout datasets (TinyImageNet,
+    ImageNet and its subsets) are read from their prepared store, which is built first when missing
+    (`workers` decoding processes, a progress bar unless `quiet`).
     """
     size = _image_size(image_size)
     root_path = Path(root).expanduser()
     spec = _spec(str(name))
+    if spec is not None and spec.layout is not None:
+        return _split(*_load_stored(spec, root_path, size, quiet, workers), val_size, seed)
     if spec is not None and spec.builtin:
         splits, info, source = _digits(), spec.info, "built-in"
     elif spec is not None:
@@ -466,14 +507,47 @@ def load(name: str | os.PathLike, root: str | os.PathLike = "data", val_size: fl
     if size is not None and info.image_size != size:
         splits.x_train, splits.x_test = _resize(splits.x_train, size), _resize(splits.x_test, size)
         info = dataclasses.replace(info, image_size=size)
-    x_train = torch.from_numpy(np.ascontiguousarray(splits.x_train))
-    y_train = torch.from_numpy(np.ascontiguousarray(splits.y_train, dtype=np.int64))
-    train_idx, val_idx = split_validation(y_train, info.num_classes, val_size, seed, info.name)
-    full = ClassBank(x_train, y_train, info.num_classes)
+    full = ClassBank(torch.from_numpy(np.ascontiguousarray(splits.x_train)),
+                     torch.from_numpy(np.ascontiguousarray(splits.y_train, dtype=np.int64)), info.num_classes)
     test = ClassBank(torch.from_numpy(np.ascontiguousarray(splits.x_test)),
                      torch.from_numpy(np.ascontiguousarray(splits.y_test, dtype=np.int64)), info.num_classes)
+    return _split(info, full, test, source, val_size, seed)
+
+
+def _split(info: DatasetInfo, full: ClassBank, test: ClassBank, source: str, val_size: float | int,
+           seed: int) -> LoadedDataset:
+    """The dataset with its validation split carved out of the whole training bank."""
+    train_idx, val_idx = split_validation(full.labels, info.num_classes, val_size, seed, info.name)
     return LoadedDataset(info=info, train=full.subset(train_idx), val=full.subset(val_idx), test=test,
                          val_size=len(val_idx), source=source)
+
+
+def _load_stored(spec: DatasetSpec, root: Path, size: tuple[int, int] | None, quiet: bool,
+                 workers: int | None) -> tuple[DatasetInfo, ClassBank, ClassBank, str]:
+    """An image-layout dataset from its prepared store (prepared now when missing or unfinished)."""
+    size = size or spec.info.image_size
+    layout: Layout = spec.layout  # type: ignore[assignment]
+    store = stores.open_store(stores.store_dir(root, spec.name, size))
+    whole = None if store is not None or layout.wnids is None else \
+        stores.open_store(stores.store_dir(root, "imagenet-1k", size))
+    if whole is not None:  # a subset of a prepared ImageNet-1K: its classes' rows, nothing decoded again
+        store, wanted = whole, sorted(layout.wnids)  # type: ignore[arg-type]
+    else:
+        if store is None:
+            store = stores.prepare(layout, root, size, workers=workers, quiet=quiet)
+        wanted = list(store.index["class_ids"])
+    index = store.index
+    position = {w: i for i, w in enumerate(index["class_ids"])}
+    classes = [position[w] for w in wanted]
+    info = dataclasses.replace(spec.info, num_classes=len(wanted), image_size=size, class_ids=tuple(wanted),
+                               class_names=tuple(index["class_names"][i] for i in classes))
+    banks = []
+    for split in stores.SPLITS:
+        rows, labels = store.rows(split, classes)
+        banks.append(ClassBank(getattr(store, split), torch.from_numpy(labels), len(wanted),
+                               rows=torch.from_numpy(rows)))
+    what = f"classes of {index['dataset']}'s store " if whole is not None else ""
+    return info, banks[0], banks[1], f"{_abs(store.path)} ({what}prepared from {index['source']['folder']})"
 
 
 def _unknown(name: str, path: Path) -> DreamddError:
@@ -488,8 +562,21 @@ def _unknown(name: str, path: Path) -> DreamddError:
                         f"or pass a path to an image folder or an .npz file")
 
 
-def load_configured(config) -> LoadedDataset:
+def load_configured(config, quiet: bool = True) -> LoadedDataset:
     """load() with a run's settings: its `data` section and its seed (which also seeds the validation split)."""
     d = config.data
     return load(d.dataset, root=d.root, val_size=d.val_size, seed=config.seed, download=d.download,
-                verify=d.verify)
+                verify=d.verify, image_size=d.image_size, quiet=quiet)
+
+
+def prepare(name: str, root: str | os.PathLike = "data", image_size: tuple[int, int] | int | None = None,
+            workers: int | None = None, quiet: bool = True) -> stores.Store:
+    """Build (or resume, or find up to date) the prepared store of an image-layout dataset; return it."""
+    spec = _spec(str(name))
+    if spec is None:
+        raise _unknown(str(name), Path(name).expanduser())
+    if spec.layout is None:
+        raise DreamddError(f"{spec.name} is read into memory directly and needs no preparing; `dreamdd prepare` "
+                           f"is for {', '.join(n for n, s in SPECS.items() if s.layout is not None)}")
+    size = _image_size(image_size) or spec.info.image_size
+    return stores.prepare(spec.layout, Path(root).expanduser(), size, workers=workers, quiet=quiet)
