@@ -249,6 +249,16 @@ def merge(config: Config, data: dict[str, Any], origin: str) -> None:
                                " and top-level keys are seed, device, preset")
 
 
+def safe_yaml(text: str, origin: str) -> Any:
+    """YAML as plain data (no tags that build objects); a syntax error or a tag is a DreamddError naming `origin`."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        problem = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise DreamddError(f"{origin} is not valid plain YAML ({problem}); fix it (tags such as !!python are "
+                           "not allowed)") from None
+
+
 def parse_overrides(items: list[str]) -> dict[str, Any]:
     """['select.interval=5', 'seed=3'] -> {'select': {'interval': '5'}, 'seed': '3'} (values typed later)."""
     result: dict[str, Any] = {}
@@ -259,7 +269,7 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
         parts = key.strip().split(".")
         if len(parts) > 2 or not all(parts):
             raise DreamddError(f"--set {item!r}: keys look like section.name (e.g. synth.lr) or seed")
-        parsed = yaml.safe_load(value) if value.strip() else None
+        parsed = safe_yaml(value, f"--set {item!r}") if value.strip() else None
         if len(parts) == 1:
             result[parts[0]] = parsed
         else:
@@ -290,7 +300,9 @@ def load_preset(name: str, _seen: tuple[str, ...] = ()) -> dict[str, Any]:
                            "(or give the path of a .yaml file)")
     if name in _seen:
         raise DreamddError(f"preset '{name}' extends itself through {' -> '.join(_seen)}")
-    data = yaml.safe_load(path.read_text()) or {}
+    data = safe_yaml(path.read_text(), f"preset {name}") or {}
+    if not isinstance(data, dict):
+        raise DreamddError(f"preset {name}: expected a mapping of settings, got {type(data).__name__}")
     parent = data.get("extends")
     if parent is None:
         return data
@@ -385,9 +397,28 @@ def validate(config: Config) -> None:
         raise DreamddError("data.val_size must be >= 0 (a fraction below 1, or a count)")
     if config.device not in ("auto", "cpu", "cuda", "mps") and not config.device.startswith("cuda:"):
         raise DreamddError(f"device={config.device!r}: use auto, cpu, cuda, cuda:N or mps")
+    if config.distill.max_minutes is not None and config.distill.max_minutes <= 0:
+        raise DreamddError("distill.max_minutes must be positive (or none for no wall-time budget)")
     if config.synth.lr is not None and config.synth.lr <= 0:
         raise DreamddError("synth.lr must be positive")
 
 
 def dump_yaml(config: Config) -> str:
     return yaml.safe_dump(config.to_dict(), sort_keys=False)
+
+
+RESUMABLE = (("distill", "iterations"), ("device", None))   # what a resumed run may change
+
+
+def fingerprint(config: Config) -> str:
+    """A digest of the settings that decide a run's result (all but those in RESUMABLE): a checkpoint records
+    it, so that it is refused by a run with other settings."""
+    import hashlib
+    import json
+    settings = config.to_dict()
+    for section, key in RESUMABLE:
+        if key is None:
+            settings.pop(section, None)
+        else:
+            settings[section].pop(key, None)
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()
