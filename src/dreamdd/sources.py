@@ -14,6 +14,7 @@ import torch
 
 from .artifact import METADATA, TENSORS, Distilled, load_distilled
 from .errors import DreamddError
+from .rundir import CONFIG
 
 IMAGE_KEYS = ("images", "image", "data", "x", "x_train", "img")
 LABEL_KEYS = ("labels", "label", "targets", "target", "y", "y_train")
@@ -86,9 +87,9 @@ def load_source(path: str | os.PathLike, dataset: str | None = None, class_names
     """Load a distilled set from any supported source; non-dreamdd sources need `dataset` (whose test set
     evaluates them) and, when stored normalized, the mean and std they were normalized with."""
     path = Path(path)
-    if (path.is_dir() and (path / TENSORS).exists()) or (path.suffix == ".safetensors" and
-                                                         (path.parent / METADATA).exists()):
-        return load_distilled(path)
+    if (path.is_dir() and ((path / TENSORS).exists() or (path / CONFIG).exists())) or \
+            (path.suffix == ".safetensors" and (path.parent / METADATA).exists()):
+        return load_distilled(path)   # a run folder: its artifact, or why it has none
     if not path.exists():
         raise DreamddError(f"no distilled set at {path}: give a dreamdd run folder or artifact, a .pt or .npz "
                            "of images and labels, or a folder of class sub-folders of images")
