@@ -90,8 +90,8 @@ def distill(dataset: str | None = None, ipc: int | None = None, *, preset: str |
             config, state, evaluate, reuse = _resume(run, iterations, device, evaluate)
         else:
             state, evaluate = None, evaluate is not False
-        write_text(run.file(CONFIG), dump_yaml(config))
         write_json(run.file(REQUEST), {"command": "distill", "evaluate": evaluate})
+        write_text(run.file(CONFIG), dump_yaml(config))   # last: config.yaml marks a folder a run can resume
         return _distill_in(run, config, state, evaluate, reuse, tensorboard, quiet)
 
 
@@ -290,8 +290,8 @@ def select(dataset: str | None = None, per_class: int | None = None, method: str
     run = RunDir.create(out, f"{Path(config.data.dataset).stem}-coreset-{method}-{per_class}-s{seed}",
                         command="select")
     with run.locked():
-        write_text(run.file(CONFIG), dump_yaml(config))
         write_json(run.file(REQUEST), request)
+        write_text(run.file(CONFIG), dump_yaml(config))
         return _select_in(run, config, request, quiet)
 
 

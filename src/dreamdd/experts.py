@@ -212,8 +212,8 @@ def experts(dataset: str | None = None, out: str | os.PathLike | None = None, *,
             except (KeyError, TypeError, ValueError):
                 raise DreamddError(f"{run.file(REQUEST)} is damaged; train the experts again") from None
         else:
-            write_text(run.file(CONFIG), dump_yaml(config))
             write_json(run.file(REQUEST), {"command": "experts", "experts": experts, "epochs": epochs})
+            write_text(run.file(CONFIG), dump_yaml(config))
         data = datasets.load_configured(config)
         log = (lambda message: None) if quiet else (lambda message: tqdm.write(message))
         with run.attempt(f"dreamdd experts --resume {run.path}", time.time()):

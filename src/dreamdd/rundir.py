@@ -101,6 +101,12 @@ def run_config(run: "RunDir") -> Config:
         raise DreamddError(f"{path} is damaged or edited ({error}); restore it, or start a new run") from None
 
 
+def _leftover(path: Path) -> bool:
+    """What a run killed before writing config.yaml can leave: its lock, request.json and temporary files (a
+    folder holding nothing else counts as empty, so the same command can simply be run again)."""
+    return path.name in (LOCK, REQUEST) or (path.name.startswith(".") and path.name.endswith(TEMPORARY_SUFFIX))
+
+
 class RunDir:
     """One run's folder. Everything a run writes goes through here."""
 
@@ -126,7 +132,7 @@ class RunDir:
             target = Path(path)
             if target.exists() and not target.is_dir():
                 raise DreamddError(f"--out {target} is a file, not a folder; name a new folder")
-            if target.exists() and any(target.iterdir()):
+            if target.exists() and any(not _leftover(p) for p in target.iterdir()):
                 raise DreamddError(f"output folder {target} is not empty; choose another --out, "
                                    f"or continue that run with dreamdd {command} --resume {target}")
         else:
@@ -233,10 +239,7 @@ class RunDir:
         """Append one event (one JSON line) to metrics.jsonl."""
         line = json.dumps(event) + "\n"
         with open(self.file(METRICS), "a") as f:
-            if os.environ.get("DREAMDD_KILL_AT", "").startswith(f"{METRICS}:torn"):   # a power cut mid-line
-                f.write(line[:len(line) // 2])
-                f.flush()
-                faults.reached(f"{METRICS}:torn")
+            faults.reached(f"{METRICS}:torn", before_kill=lambda: (f.write(line[:len(line) // 2]), f.flush()))
             f.write(line)
             f.flush()
         faults.reached(f"{METRICS}:appended")
