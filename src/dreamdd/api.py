@@ -23,7 +23,7 @@ from .errors import DreamddError
 from .evaluation import BankTrainingSet, evaluate_images, evaluate_training_set
 from .plots import save_grid
 from .rundir import CONFIG, LOG, REQUEST, SUMMARY, RunDir, refuse_with_resume, run_config, write_json, write_text
-from .sources import load_source
+from .sources import check_fits, is_class_folder, load_source
 
 
 @dataclass
@@ -186,16 +186,25 @@ def _recipe(stored: dict[str, Any], dataset: str, overrides: dict[str, Any] | No
 
 def _prepare(source, dataset: str | None, mean, std, factor, data_root: str | None, overrides):
     """Load the set (any source), its dataset splits and the evaluation recipe."""
-    distilled = source if isinstance(source, Distilled) else load_source(source, dataset, mean=mean, std=std,
-                                                                          factor=factor)
+    data = None
+    if isinstance(source, Distilled):
+        distilled = source
+    else:
+        class_names = None
+        if dataset is not None and is_class_folder(source):   # folder names are the dataset's class names
+            data = datasets.load(dataset, root=data_root or "data")
+            class_names = data.info.class_names
+        distilled = load_source(source, dataset, class_names, mean=mean, std=std, factor=factor)
     meta = distilled.metadata
     split = dict(meta.get("split", {}))
     if dataset is not None:
         split["dataset"] = dataset
     if "dataset" not in split:
         raise DreamddError("the artifact does not say which dataset it was distilled from; pass --dataset NAME")
-    data = datasets.load(split["dataset"], root=data_root or split.get("root", "data"),
-                         val_size=split.get("val_size", 0.1), seed=split.get("seed", 0))
+    if data is None:
+        data = datasets.load(split["dataset"], root=data_root or split.get("root", "data"),
+                             val_size=split.get("val_size", 0.1), seed=split.get("seed", 0))
+    check_fits(distilled, data.info)
     stored = meta.get("recipe") or (meta.get("evaluation") or {}).get("recipe", {})   # the run's, else its result's
     recipe = _recipe(stored, split["dataset"], overrides)
     return distilled, data, recipe
