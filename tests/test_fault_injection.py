@@ -80,6 +80,9 @@ def kill_and_resume(command: str, point: str, folder: Path) -> None:
     killed = subprocess.run([sys.executable, "-m", "dreamdd", *run_argv(command, folder)], env=env,
                             capture_output=True, text=True, timeout=600)
     assert killed.returncode == -signal.SIGKILL, f"{point} was not reached: {killed.stderr[-2000:]}"
+    summary = folder / "summary.json"
+    if summary.exists() and json.loads(summary.read_text())["status"] == "finished":
+        return      # killed after its last write: finished (a resume says so and changes nothing)
     if (folder / "config.yaml").exists():
         code = main([command, "--resume", str(folder), "--quiet"])
     else:   # killed before the run was recorded: the same command again
