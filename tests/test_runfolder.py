@@ -75,7 +75,7 @@ def interrupt_at(monkeypatch):
     def arm(point, nth=1):
         seen = {"n": 0}
 
-        def reached(name):
+        def reached(name, before_kill=None):
             if name == point:
                 seen["n"] += 1
                 if seen["n"] == nth:
@@ -384,3 +384,15 @@ def test_evaluating_an_unfinished_run_says_to_finish_it(tmp_path, capsys, interr
     cli(capsys, "distill", "--dataset", "digits", "--ipc", 1, "--out", tmp_path / "r", "--quiet", *TINY)
     code, _, err = cli(capsys, "evaluate", tmp_path / "r", "--quiet")
     assert code == 2 and "without a finished artifact" in err and "--resume" in err and "--dataset" not in err
+
+
+def test_a_killed_run_reads_as_stopped_not_running(tmp_path, capsys, reference):
+    from dreamdd.report import load_run
+    run = tmp_path / "run"
+    shutil.copytree(reference["two"], run)
+    (run / "summary.json").write_text(json.dumps({"status": "running", "resume_with": f"dreamdd distill --resume {run}"}))
+    with RunDir(run).locked():
+        assert RunDir(run).summary()["status"] == "running"
+    summary = RunDir(run).summary()
+    assert summary["status"] == "stopped" and "--resume" in summary["error"]
+    assert load_run(run).summary["status"] == "stopped"

@@ -206,12 +206,30 @@ class RunDir:
         for leftover in self.path.glob(f".*{TEMPORARY_SUFFIX}"):
             leftover.unlink(missing_ok=True)
 
+    def is_being_written(self) -> bool:
+        """Whether a live process holds the folder's lock."""
+        if fcntl is None or not self.file(LOCK).exists():
+            return False
+        with open(self.file(LOCK)) as handle:
+            try:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except OSError:
+                return True
+        return False
+
     # ---- status ------------------------------------------------------------------------------------------
     def summary(self) -> dict[str, Any]:
+        """summary.json; one that says "running" while no process writes the folder (the writer was killed
+        without a chance to say so) says "stopped" instead, with how to continue."""
         if not self.file(SUMMARY).exists():
             return {}
         summary = read_json(self.file(SUMMARY), fix="it is rewritten when the run is resumed")
-        return summary if isinstance(summary, dict) else {}
+        if not isinstance(summary, dict):
+            return {}
+        if summary.get("status") == "running" and not self.is_being_written():
+            summary = dict(summary, status="stopped", error="the process writing this run ended without finishing "
+                           f"it (killed?); continue with {summary.get('resume_with', '--resume')}")
+        return summary
 
     @contextmanager
     def attempt(self, resume_with: str, started: float) -> Iterator[None]:
