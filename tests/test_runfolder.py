@@ -396,3 +396,54 @@ def test_a_killed_run_reads_as_stopped_not_running(tmp_path, capsys, reference):
     summary = RunDir(run).summary()
     assert summary["status"] == "stopped" and "--resume" in summary["error"]
     assert load_run(run).summary["status"] == "stopped"
+
+
+# ---- select and experts: the same guarantees ----------------------------------------------------------------
+
+SELECT = ["select", "--dataset", "digits", "--per-class", 2, "--quiet", "--no-eval", "--set", "model.width=16",
+          "--set", "model.depth=2"]
+EXPERTS = ["experts", "--dataset", "digits", "--experts", 2, "--epochs", 1, "--quiet", "--set", "model.width=16",
+           "--set", "model.depth=2"]
+
+
+def test_select_resume_is_locked_keeps_its_settings_and_remembers_no_eval(tmp_path, capsys, interrupt_at):
+    interrupt_at("distilled.safetensors:replaced")
+    assert cli(capsys, *SELECT, "--out", tmp_path / "s")[0] == 130
+    assert status(tmp_path / "s") == "interrupted"
+    code, _, err = cli(capsys, "select", "--resume", tmp_path / "s", "--per-class", 3, "--quiet")
+    assert code == 2 and "accepts only --device and --quiet" in err
+    with RunDir(tmp_path / "s").locked():
+        code, _, err = cli(capsys, "select", "--resume", tmp_path / "s", "--quiet")
+    assert code == 2 and "being written" in err
+    code, _, err = cli(capsys, "select", "--resume", tmp_path / "s", "--quiet")
+    assert code == 0, err
+    assert status(tmp_path / "s") == "finished" and "evaluation" not in load_distilled(tmp_path / "s").metadata
+    code, _, err = cli(capsys, "select", "--resume", tmp_path / "s", "--quiet")
+    assert code == 2 and "finished select run" in err
+    code, _, err = cli(capsys, "distill", "--resume", tmp_path / "s", "--quiet")
+    assert code == 2 and "dreamdd select --resume" in err
+
+
+def test_experts_resume_keeps_intact_experts_and_replaces_damaged_ones(tmp_path, capsys):
+    from dreamdd.experts import ExpertBuffer
+    assert cli(capsys, *EXPERTS, "--out", tmp_path / "e")[0] == 0
+    folder = tmp_path / "e"
+    original = {n: (folder / n).read_bytes() for n in ("expert_000.safetensors", "expert_001.safetensors")}
+    damaged = bytearray(original["expert_001.safetensors"])
+    damaged[-3] ^= 0xFF
+    (folder / "expert_001.safetensors").write_bytes(bytes(damaged))
+    with pytest.raises(DreamddError, match="damaged"):
+        ExpertBuffer(folder)
+    code, _, err = cli(capsys, "experts", "--resume", folder, "--quiet")
+    assert code == 2 and "finished" in err
+    manifest = json.loads((folder / "experts.json").read_text())
+    manifest.pop("finished")                                   # as if stopped before the end
+    (folder / "experts.json").write_text(json.dumps(manifest))
+    code, _, err = cli(capsys, "experts", "--resume", folder, "--epochs", 3, "--quiet")
+    assert code == 2 and "accepts only --device and --quiet" in err
+    code, _, err = cli(capsys, "experts", "--resume", folder, "--quiet")
+    assert code == 0, err
+    assert {n: (folder / n).read_bytes() for n in original} == original
+    assert len(ExpertBuffer(folder)) == 2
+    code, _, err = cli(capsys, *EXPERTS, "--out", folder)
+    assert code == 2 and "dreamdd experts --resume" in err
