@@ -439,6 +439,7 @@ def test_experts_resume_keeps_intact_experts_and_replaces_damaged_ones(tmp_path,
     manifest = json.loads((folder / "experts.json").read_text())
     manifest.pop("finished")                                   # as if stopped before the end
     (folder / "experts.json").write_text(json.dumps(manifest))
+    (folder / "summary.json").write_text(json.dumps({"status": "interrupted"}))
     code, _, err = cli(capsys, "experts", "--resume", folder, "--epochs", 3, "--quiet")
     assert code == 2 and "accepts only --device and --quiet" in err
     code, _, err = cli(capsys, "experts", "--resume", folder, "--quiet")

@@ -205,7 +205,7 @@ def experts(dataset: str | None = None, out: str | os.PathLike | None = None, *,
         if resume is not None:
             config = run_config(run)
             request = run.request()
-            if read_json(run.file(MANIFEST)).get("finished") if run.file(MANIFEST).exists() else False:
+            if run.summary().get("status") == "finished":
                 raise DreamddError(f"the experts in {run.path} are finished; nothing to resume")
             try:
                 experts, epochs = int(request["experts"]), int(request["epochs"])
