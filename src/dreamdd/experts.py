@@ -214,9 +214,9 @@ def experts(dataset: str | None = None, out: str | os.PathLike | None = None, *,
         else:
             write_json(run.file(REQUEST), {"command": "experts", "experts": experts, "epochs": epochs})
             write_text(run.file(CONFIG), dump_yaml(config))
-        data = datasets.load_configured(config)
         log = (lambda message: None) if quiet else (lambda message: tqdm.write(message))
         with run.attempt(f"dreamdd experts --resume {run.path}", time.time()):
+            data = datasets.load_configured(config)
             out = train_experts(config, data, run.path, experts, epochs,
                                 resolve_device(device or config.device), quiet, log)
             write_json(run.file(SUMMARY), {"status": "finished", "experts": experts, "epochs": epochs})

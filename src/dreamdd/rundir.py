@@ -9,6 +9,7 @@ import os
 import socket
 import tempfile
 import time
+import warnings
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -44,6 +45,14 @@ def sha256_file(path: str | os.PathLike) -> str:
         for block in iter(lambda: f.read(CHUNK), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def load_weights_only(source: str | os.PathLike | io.BytesIO) -> Any:
+    """torch.load of tensors and plain containers only (no code runs), without torch's warnings about odd
+    files: the caller turns any failure into its own one message."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return torch.load(source, map_location="cpu", weights_only=True)
 
 
 def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
@@ -315,7 +324,7 @@ class RunDir:
             return None
         fix = (f"delete {path} to restart the run from its beginning with --resume, or start a new run")
         try:
-            envelope = torch.load(path, map_location="cpu", weights_only=True)
+            envelope = load_weights_only(path)
         except Exception as e:   # a corrupt, truncated or hostile file: refuse it, never execute it
             raise DreamddError(f"{path} is damaged or not a dreamdd checkpoint ({type(e).__name__}); {fix}") \
                 from None
@@ -326,7 +335,7 @@ class RunDir:
         if hashlib.sha256(payload).hexdigest() != envelope["sha256"]:
             raise DreamddError(f"{path} is damaged (its sha256 does not match); {fix}")
         try:
-            state = torch.load(io.BytesIO(payload), map_location="cpu", weights_only=True)
+            state = load_weights_only(io.BytesIO(payload))
         except Exception as e:
             raise DreamddError(f"{path} is damaged or not a dreamdd checkpoint ({type(e).__name__}); {fix}") \
                 from None

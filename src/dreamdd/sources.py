@@ -14,7 +14,7 @@ import torch
 
 from .artifact import METADATA, TENSORS, Distilled, load_distilled
 from .errors import DreamddError
-from .rundir import CONFIG
+from .rundir import CONFIG, load_weights_only
 
 IMAGE_KEYS = ("images", "image", "data", "x", "x_train", "img")
 LABEL_KEYS = ("labels", "label", "targets", "target", "y", "y_train")
@@ -30,7 +30,7 @@ def _pick(mapping: dict[str, Any], keys: Sequence[str], what: str, path: Path):
 
 def _from_pt(path: Path) -> tuple[torch.Tensor, torch.Tensor]:
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        obj = load_weights_only(path)
     except Exception as error:  # pickled code or a corrupt file: refuse, do not execute
         raise DreamddError(f"{path} cannot be loaded safely: it is damaged, empty, or holds more than tensors "
                            f"({type(error).__name__}); save plain tensors (a dict with 'images' and 'labels', or "
