@@ -47,7 +47,8 @@ def result(command: str, folder: Path) -> dict:
         if (folder / name).exists():
             out[name] = without_seconds(json.loads((folder / name).read_text()))
     if (folder / "metrics.jsonl").exists():
-        out["metrics"] = [without_seconds(json.loads(line)) for line in (folder / "metrics.jsonl").read_text().splitlines()]
+        lines = (folder / "metrics.jsonl").read_text().splitlines()
+        out["metrics"] = [without_seconds(json.loads(line)) for line in lines]
     out["leftovers"] = sorted(p.name for p in folder.glob(".*.tmp"))
     return out
 

@@ -182,7 +182,8 @@ CASES = {
     ("images", "truncated png"): lambda t: _folder(t, {"0/a.png": _png(3)[:40]}),
     ("images", "bomb header 100000x100000"): lambda t: _folder(t, {"0/a.png": _png_header(100000, 100000)}),
     ("images", "bomb header 20000x20000"): lambda t: _folder(t, {"0/a.png": _png_header(20000, 20000)}),
-    ("images", "bomb in a dataset folder"): lambda t: _folder(t, {"0/a.png": _png(1), "1/b.png": _png_header(100000, 100000)},
+    ("images", "bomb in a dataset folder"): lambda t: _folder(t, {"0/a.png": _png(1),
+                                                                  "1/b.png": _png_header(100000, 100000)},
                                                           readers.read_image_folder),
     ("images", "sizes differ"): lambda t: _folder(t, {"0/a.png": _png(1, 8), "1/b.png": _png(1, 9)}),
     ("images", "no class folders"): lambda t: _folder(t, {"a.png": _png(1)}),
@@ -227,7 +228,8 @@ CASES = {
     ("safetensors", "header not json"): lambda t: load_distilled(_artifact(t, _safetensors(b"{not json"))),
     ("safetensors", "offsets past the end"): lambda t: load_distilled(_artifact(t, _safetensors(
         {"images": {"dtype": "F32", "shape": [1000, 1, 8, 8], "data_offsets": [0, 256000]}}, b"\0" * 16))),
-    ("safetensors", "no labels"): lambda t: load_distilled(_artifact(t, _st_tensors_only(images=torch.zeros(1, 1, 8, 8)))),
+    ("safetensors", "no labels"): lambda t: load_distilled(_artifact(t, _st_tensors_only(
+        images=torch.zeros(1, 1, 8, 8)))),
     ("safetensors", "negative labels"): lambda t: load_distilled(_artifact(t, _st_tensors(
         torch.zeros(2, 1, 8, 8), torch.tensor([-1, 0])))),
     ("safetensors", "labels out of range"): lambda t: load_distilled(_artifact(t, _st_tensors(
@@ -241,7 +243,8 @@ CASES = {
     ("safetensors", "checksum missing in v2"): lambda t: load_distilled(_artifact(t, _st_tensors(
         torch.zeros(2, 1, 8, 8), torch.tensor([0, 1])), version=2)),
     ("safetensors", "checksum mismatch"): lambda t: load_distilled(_artifact(t, _st_tensors(
-        torch.zeros(2, 1, 8, 8), torch.tensor([0, 1])), {"format_version": 2, "sha256": {"distilled.safetensors": "0"}})),
+        torch.zeros(2, 1, 8, 8), torch.tensor([0, 1])),
+        {"format_version": 2, "sha256": {"distilled.safetensors": "0"}})),
     # metadata.json
     ("metadata", "empty"): lambda t: load_distilled(_artifact(t, _good_tensors(), "")),
     ("metadata", "not json"): lambda t: load_distilled(_artifact(t, _good_tensors(), "{'a': 1")),

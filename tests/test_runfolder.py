@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 import torch
 
-import dreamdd
 from dreamdd import faults
 from dreamdd.artifact import load_distilled
 from dreamdd.cli import main
@@ -390,7 +389,8 @@ def test_a_killed_run_reads_as_stopped_not_running(tmp_path, capsys, reference):
     from dreamdd.report import load_run
     run = tmp_path / "run"
     shutil.copytree(reference["two"], run)
-    (run / "summary.json").write_text(json.dumps({"status": "running", "resume_with": f"dreamdd distill --resume {run}"}))
+    resume_with = f"dreamdd distill --resume {run}"
+    (run / "summary.json").write_text(json.dumps({"status": "running", "resume_with": resume_with}))
     with RunDir(run).locked():
         assert RunDir(run).summary()["status"] == "running"
     summary = RunDir(run).summary()

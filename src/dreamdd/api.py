@@ -22,7 +22,8 @@ from .coreset import feature_network, select_coreset
 from .errors import DreamddError
 from .evaluation import BankTrainingSet, evaluate_images, evaluate_training_set
 from .plots import save_grid
-from .rundir import CONFIG, LOG, REQUEST, SUMMARY, RunDir, refuse_with_resume, run_config, write_json, write_text
+from .rundir import (CONFIG, GRID, LOG, REQUEST, SUMMARY, RunDir, refuse_with_resume, run_config, write_json,
+                     write_text)
 from .sources import check_fits, is_class_folder, load_source
 
 
@@ -115,7 +116,7 @@ def _distill_in(run: RunDir, config: Config, state: dict[str, Any] | None, evalu
         else:
             distilled = distiller.run(resume=state, final_eval=evaluate)
             save_distilled(run.path, distilled)
-        save_grid(run.file("grid.png"), distilled.images, distilled.labels, data.info.class_names,
+        save_grid(run.file(GRID), distilled.images, distilled.labels, data.info.class_names,
                   title=f"{data.info.name}, IPC {config.synth.ipc}, {config.select.selector}")
         summary = {"status": "finished", "run": str(run.path), "dataset": data.info.name, "preset": config.preset,
                    "ipc": config.synth.ipc, "factor": config.synth.factor, "method": config.match.method,
@@ -157,7 +158,7 @@ def _resume(run: RunDir, iterations: int | None, device: str | None,
             reuse = int(load_distilled(run.path).metadata.get("iterations", -1)) == completed
         except DreamddError:
             reuse = False   # a damaged or half-written artifact: it is made again from the checkpoint
-        if reuse and run.summary().get("status") == "finished" and run.file("grid.png").exists():
+        if reuse and run.summary().get("status") == "finished" and run.file(GRID).exists():
             raise DreamddError(f"{run.path} already finished {completed} iterations; pass --iterations N with a "
                                f"larger N to continue it")
     config.distill.iterations = target
@@ -333,7 +334,7 @@ def _select_in(run: RunDir, config: Config, request: dict[str, Any], quiet: bool
             distilled.metadata["evaluation"] = evaluate_images(images, labels, data, name, options, config.eval,
                                                                seed, torch_device, quiet=quiet)
         save_distilled(run.path, distilled)
-        save_grid(run.file("grid.png"), images, labels, data.info.class_names,
+        save_grid(run.file(GRID), images, labels, data.info.class_names,
                   title=f"{data.info.name}, {per_class} per class, coreset {method}")
         summary = {"status": "finished", "run": str(run.path), "dataset": data.info.name,
                    "method": f"coreset-{method}", "ipc": per_class, "seed": seed,

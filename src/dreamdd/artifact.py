@@ -76,7 +76,8 @@ def _read_metadata(meta_file: Path) -> dict[str, Any]:
                            "artifact's original metadata.json")
     try:
         factor = int(metadata.get("factor", 1))
-        if factor < 1 or not isinstance(metadata.get("dataset", {}), dict)                 or not isinstance(metadata.get("split", {}), dict):
+        if factor < 1 or not isinstance(metadata.get("dataset", {}), dict) \
+                or not isinstance(metadata.get("split", {}), dict):
             raise ValueError
     except (TypeError, ValueError):
         raise DreamddError(f"{meta_file} is damaged (factor, dataset or split malformed); replace it with the "
@@ -88,7 +89,8 @@ def _check_tensors(tensors: dict[str, torch.Tensor], metadata: dict[str, Any], t
     images, labels = tensors.get("images"), tensors.get("labels")
     if images is None or labels is None:
         raise DreamddError(f"{tensor_file} holds no 'images' and 'labels' tensors")
-    if images.dim() != 4 or not images.is_floating_point() or labels.dim() != 1             or labels.dtype != torch.int64 or len(images) != len(labels):
+    if images.dim() != 4 or not images.is_floating_point() or labels.dim() != 1 \
+            or labels.dtype != torch.int64 or len(images) != len(labels):
         raise DreamddError(f"{tensor_file}: images {images.dtype} {tuple(images.shape)} and labels {labels.dtype} "
                            f"{tuple(labels.shape)} are not float (N, C, H, W) with N int64 labels; the file is "
                            "not a dreamdd artifact")

@@ -29,7 +29,8 @@ def distill_parser(sub) -> None:
                        description="Distill a dataset with DREAM (representative matching in IDC's gradient "
                                    "matching); --selector random --init real is plain IDC. Writes a run folder "
                                    "with config.yaml, metrics.jsonl, summary.json, distilled.safetensors, "
-                                   "metadata.json, grid.png and checkpoint.pt.")
+                                   "metadata.json, grid.png and checkpoint.pt, locked while written; "
+                                   "metadata.json and checkpoint.pt carry checksums, verified on load.")
     p.add_argument("--dataset", help="digits, mnist, fashion-mnist, cifar10, cifar100, svhn, a folder of class "
                                      "sub-folders, or an .npz (see `dreamdd datasets`)")
     p.add_argument("--ipc", type=int, help="stored synthetic images per class")

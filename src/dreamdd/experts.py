@@ -20,7 +20,8 @@ from tqdm.auto import tqdm
 
 from .config import Config
 from .errors import DreamddError
-from .rundir import CONFIG, REQUEST, SUMMARY, RunDir, refuse_with_resume, run_config, atomic_write, read_json, sha256_file, write_json, write_text
+from .rundir import (CONFIG, REQUEST, SUMMARY, RunDir, atomic_write, read_json, refuse_with_resume, run_config,
+                     sha256_file, write_json, write_text)
 from .seeding import generator
 from .training import build_network, make_augment, sgd, train_step
 from .zca import ZCA, Preprocessed, fit_zca

@@ -20,10 +20,9 @@ from typing import Any, Iterable, Sequence
 
 from .errors import DreamddError
 from .plots import metric_label, plot_accuracy, plot_loss
-from .rundir import CONFIG, METRICS, SUMMARY, RunDir, atomic_write
+from .rundir import CONFIG, GRID, METRICS, SUMMARY, RunDir, atomic_write
 
 METADATA = "metadata.json"   # as artifact.METADATA; not imported from there to keep this module light
-GRID = "grid.png"
 TABLE_GLOB = "eval_table*"
 RUN_FILES = (CONFIG, METRICS, SUMMARY, METADATA)
 

@@ -26,6 +26,7 @@ SUMMARY = "summary.json"
 CHECKPOINT = "checkpoint.pt"
 REQUEST = "request.json"      # what the command was asked to do beyond config.yaml (e.g. whether to evaluate)
 LOG = "log.txt"
+GRID = "grid.png"
 LOCK = ".lock"
 CHECKPOINT_FORMAT = "dreamdd-checkpoint"
 TEMPORARY_SUFFIX = ".tmp"
@@ -212,7 +213,7 @@ class RunDir:
 
     def remove_temporary_files(self) -> None:
         """Temporary files a killed write left behind (only safe while holding the lock)."""
-        for leftover in self.path.glob(f".*{TEMPORARY_SUFFIX}"):
+        for leftover in self.path.rglob(f".*{TEMPORARY_SUFFIX}"):
             leftover.unlink(missing_ok=True)
 
     def is_being_written(self) -> bool:
