@@ -346,3 +346,18 @@ def test_evaluate_labels_an_image_folder_by_class_name(tmp_path):
         write(tmp_path / "set", f"{name}/a.png", _png(int(name)))
     distilled, data, _ = _prepare(tmp_path / "set", "digits", None, None, None, None, None)
     assert sorted(distilled.labels.tolist()) == [1, 5, 8]
+
+
+EVALUATED = {"pt": "s.pt", "npz set": "s.npz", "safetensors": "a", "metadata": "a"}
+
+
+@pytest.mark.parametrize("reader, case", [k for k in CASES if k[0] in EVALUATED],
+                         ids=[f"{r}: {c}" for r, c in CASES if r in EVALUATED])
+def test_dreamdd_evaluate_on_a_crafted_file_is_one_message_and_exit_2(tmp_path, capsys, reader, case):
+    from dreamdd.cli import main
+    with pytest.raises(DreamddError):
+        CASES[reader, case](tmp_path)           # builds the file
+    code = main(["evaluate", str(tmp_path / EVALUATED[reader]), "--dataset", "digits", "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("dreamdd: error:") and err.count("\n") == 1 and "Traceback" not in err
+    assert not (tmp_path / MARKER).exists()
