@@ -16,6 +16,7 @@ import torch
 from PIL import Image
 
 from dreamdd.artifact import load_distilled
+from dreamdd.config import Config, dump_yaml
 from dreamdd.data import readers
 from dreamdd.errors import DreamddError
 from dreamdd.rundir import RunDir, run_config
@@ -261,6 +262,8 @@ CASES = {
     ("config", "unknown key"): lambda t: _config(t, "synth: {nope: 1}\n"),
     ("config", "bad value"): lambda t: _config(t, "synth: {ipc: many}\n"),
     ("config", "section not a mapping"): lambda t: _config(t, "synth: 3\n"),
+    ("config", "not utf-8"): lambda t: (write(t, "run/config.yaml", b"seed: 1\n\xff\xfe"),
+                                        run_config(RunDir(t / "run"))),
     # checkpoints
     ("checkpoint", "empty"): lambda t: _checkpoint(t, b""),
     ("checkpoint", "garbage"): lambda t: _checkpoint(t, os.urandom(2048)),
@@ -361,3 +364,91 @@ def test_dreamdd_evaluate_on_a_crafted_file_is_one_message_and_exit_2(tmp_path, 
     err = capsys.readouterr().err
     assert code == 2 and err.startswith("dreamdd: error:") and err.count("\n") == 1 and "Traceback" not in err
     assert not (tmp_path / MARKER).exists()
+
+
+# ---- mutations of valid files: each reader either reads the file or refuses it with one DreamddError -----------
+
+def _valid_files(tmp: Path) -> dict[str, tuple[bytes, object]]:
+    """reader -> (a valid file's bytes, a function reading a file of those bytes at tmp)."""
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (6, 8, 8), dtype=np.uint8)
+    artifact = _st_tensors(torch.rand(2, 1, 8, 8), torch.tensor([0, 1]))
+    cifar = pickle.dumps({b"data": rng.integers(0, 256, (2, 3072), dtype=np.uint8), b"labels": [0, 1]}, protocol=2)
+    return {
+        "idx": (_idx([6, 8, 8], images.tobytes()), lambda p: readers.read_idx(p)),
+        "idx.gz": (gzip.compress(_idx([6, 8, 8], images.tobytes())), lambda p: readers.read_idx(p)),
+        "cifar": (cifar, lambda p: readers.read_cifar_batch(p)),
+        "npz": (_npz_bytes(x_train=images, y_train=np.arange(6) % 2, x_test=images[:2], y_test=[0, 1]),
+                lambda p: readers.read_npz(p)),
+        "npz set": (_npz_bytes(images=images, labels=np.arange(6) % 2), lambda p: load_source(p, "digits")),
+        "pt": (_torch_bytes({"images": torch.rand(2, 1, 8, 8), "labels": torch.tensor([0, 1])}),
+               lambda p: load_source(p, "digits")),
+        "png": (_png(7), lambda p: readers.read_class_folders(p.parent.parent)),
+        "safetensors": (artifact, lambda p: load_distilled(p)),
+        "checkpoint": (_valid_checkpoint(tmp), lambda p: RunDir(p.parent).load_checkpoint()),
+        "svhn": (_mat_bytes(X=rng.integers(0, 256, (32, 32, 3, 2), dtype=np.uint8), y=np.array([[1], [10]])),
+                 lambda p: readers.read_svhn_mat(p)),
+        "metadata": (json.dumps({"format": "dreamdd-distilled", "format_version": 1, "factor": 1,
+                                 "dataset": {"num_classes": 10}, "split": {"dataset": "digits"}}).encode(),
+                     lambda p: load_distilled(p.parent)),
+        "config": (dump_yaml(Config()).encode(), lambda p: run_config(RunDir(p.parent))),
+    }
+
+
+def _mat_bytes(**variables) -> bytes:
+    import scipy.io
+    buffer = io.BytesIO()
+    scipy.io.savemat(buffer, variables)
+    return buffer.getvalue()
+
+
+_NAMES = {"idx": "a.idx", "idx.gz": "a.gz", "cifar": "data_batch_1", "npz": "a.npz", "npz set": "s.npz",
+          "pt": "s.pt", "png": "set/0/a.png", "safetensors": "a/distilled.safetensors",
+          "checkpoint": "run/checkpoint.pt", "svhn": "train_32x32.mat", "metadata": "a/metadata.json", "config": "run/config.yaml"}
+
+
+def _mutate(data: bytes, rng: np.random.Generator) -> bytes:
+    kind = rng.integers(3)
+    at = int(rng.integers(len(data)))
+    if kind == 0:
+        return data[:at]                                            # cut off
+    if kind == 1:
+        out = bytearray(data)
+        out[at] ^= int(rng.integers(1, 256))                         # a flipped byte
+        return bytes(out)
+    return data[:at] + rng.integers(0, 256, int(rng.integers(1, 64)), dtype=np.uint8).tobytes() + data[at:]
+
+
+def _fuzz(tmp_path, reader: str, mutations: int) -> int:
+    """Read `mutations` damaged copies of a valid file; return how many were refused (the rest read fine)."""
+    data, read = _valid_files(tmp_path)[reader]
+    rng = np.random.default_rng(zlib.crc32(reader.encode()))
+    refused = 0
+    for i in range(mutations):
+        path = write(tmp_path / f"m{i}", _NAMES[reader], _mutate(data, rng))
+        if reader == "safetensors":   # metadata without a checksum, so that the parser itself meets the damage
+            (path.parent / "metadata.json").write_text(json.dumps({"format_version": 1, "factor": 1}))
+        if reader == "metadata":
+            (path.parent / "distilled.safetensors").write_bytes(_good_tensors())
+        try:
+            read(path)
+        except DreamddError:
+            refused += 1
+    assert not (tmp_path / MARKER).exists()
+    return refused
+
+
+READERS = ["idx", "idx.gz", "cifar", "svhn", "npz", "npz set", "pt", "png", "safetensors", "metadata", "config",
+           "checkpoint"]
+
+
+@pytest.mark.parametrize("reader", READERS)
+def test_damaged_copies_of_valid_files_are_read_or_refused_never_crash(tmp_path, reader):
+    _fuzz(tmp_path, reader, 8)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("reader", READERS)
+def test_many_damaged_copies_are_read_or_refused_never_crash(tmp_path, reader):
+    refused = _fuzz(tmp_path, reader, 300)
+    print(f"{reader}: 300 damaged copies, {refused} refused, {300 - refused} read")

@@ -300,7 +300,11 @@ def load_preset(name: str, _seen: tuple[str, ...] = ()) -> dict[str, Any]:
                            "(or give the path of a .yaml file)")
     if name in _seen:
         raise DreamddError(f"preset '{name}' extends itself through {' -> '.join(_seen)}")
-    data = safe_yaml(path.read_text(), f"preset {name}") or {}
+    try:
+        text = path.read_text()
+    except UnicodeDecodeError:
+        raise DreamddError(f"preset {name} is not UTF-8 text; fix or replace the file") from None
+    data = safe_yaml(text, f"preset {name}") or {}
     if not isinstance(data, dict):
         raise DreamddError(f"preset {name}: expected a mapping of settings, got {type(data).__name__}")
     parent = data.get("extends")

@@ -84,6 +84,14 @@ def write_json(path: Path, data: Any) -> None:
     write_text(path, json.dumps(data, indent=2, sort_keys=False) + "\n")
 
 
+def read_text(path: Path) -> str:
+    """A text file's content; one that is not UTF-8 text is a DreamddError naming it."""
+    try:
+        return Path(path).read_text()
+    except UnicodeDecodeError as e:
+        raise DreamddError(f"{path} is not UTF-8 text ({e.reason} at byte {e.start}); it is damaged") from None
+
+
 def read_json(path: Path, fix: str = "replace it, or remove it and run again") -> Any:
     """A JSON file's content; a damaged or unreadable one is a DreamddError naming the file and `fix`."""
     try:
@@ -106,7 +114,7 @@ def run_config(run: "RunDir") -> Config:
     """The resolved settings a run folder records (config.yaml), validated."""
     path = run.file(CONFIG)
     try:
-        return Config.from_dict(safe_yaml(path.read_text(), str(path)) or {})
+        return Config.from_dict(safe_yaml(read_text(path), str(path)) or {})
     except DreamddError as error:
         raise DreamddError(f"{path} is damaged or edited ({error}); restore it, or start a new run") from None
 

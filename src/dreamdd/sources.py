@@ -47,8 +47,8 @@ def _from_npz(path: Path) -> tuple[torch.Tensor, torch.Tensor]:
     fix = "save the set with np.savez(path, images=..., labels=...) (numeric arrays, no objects)"
     try:
         loaded = np.load(path, allow_pickle=False)
-    except (ValueError, OSError, EOFError) as error:
-        raise DreamddError(f"{path} is not a readable .npz file ({error}); {fix}") from None
+    except Exception as error:  # not a zip, a damaged one, a pickled .npy: numpy raises many kinds
+        raise DreamddError(f"{path} is not a readable .npz file ({type(error).__name__}: {error}); {fix}") from None
     if not hasattr(loaded, "files"):
         raise DreamddError(f"{path} holds a single array (an .npy renamed?), not images and labels; {fix}")
     try:

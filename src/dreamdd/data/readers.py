@@ -258,7 +258,7 @@ def _class_dirs(folder: Path) -> list[Path]:
 
 def _survey(files: list[Path], image_size: tuple[int, int] | None, folder: Path) -> str:
     """Check every file opens as an image (headers only) and return the common mode: L if all gray, else RGB."""
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
 
     modes, sizes = set(), set()
     for f in files:
@@ -266,7 +266,7 @@ def _survey(files: list[Path], image_size: tuple[int, int] | None, folder: Path)
             with Image.open(f) as im:
                 modes.add(im.mode)
                 sizes.add(im.size)  # (width, height)
-        except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as e:
+        except Exception as e:  # PIL raises many kinds (OSError, SyntaxError, DecompressionBombError, ...)
             raise DreamddError(f"{f} could not be read as an image ({e}); remove it from {folder}") from e
         if im.size[0] * im.size[1] > Image.MAX_IMAGE_PIXELS:   # a decompression bomb, or no dataset image
             raise DreamddError(f"{f} claims {im.size[0]} x {im.size[1]} pixels, more than the {Image.MAX_IMAGE_PIXELS}"
@@ -287,7 +287,7 @@ def _decode(f: Path, mode: str, image_size: tuple[int, int] | None) -> np.ndarra
             if image_size is not None and im.size != (int(image_size[1]), int(image_size[0])):
                 im = im.resize((int(image_size[1]), int(image_size[0])), Image.Resampling.BILINEAR)
             a = np.asarray(im, dtype=np.uint8)
-    except (OSError, Image.DecompressionBombError) as e:  # truncated data surfaces only when decoding
+    except Exception as e:  # truncated or damaged data surfaces only when decoding, as any kind of error
         raise DreamddError(f"{f} could not be decoded ({e}); remove or replace it") from e
     return a[None] if a.ndim == 2 else a.transpose(2, 0, 1)
 
