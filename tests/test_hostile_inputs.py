@@ -404,7 +404,8 @@ def _mat_bytes(**variables) -> bytes:
 
 _NAMES = {"idx": "a.idx", "idx.gz": "a.gz", "cifar": "data_batch_1", "npz": "a.npz", "npz set": "s.npz",
           "pt": "s.pt", "png": "set/0/a.png", "safetensors": "a/distilled.safetensors",
-          "checkpoint": "run/checkpoint.pt", "svhn": "train_32x32.mat", "metadata": "a/metadata.json", "config": "run/config.yaml"}
+          "checkpoint": "run/checkpoint.pt", "svhn": "train_32x32.mat", "metadata": "a/metadata.json",
+          "config": "run/config.yaml"}
 
 
 def _mutate(data: bytes, rng: np.random.Generator) -> bytes:
