@@ -270,6 +270,8 @@ CASES = {
     ("checkpoint", "truncated"): lambda t: _checkpoint(t, _valid_checkpoint(t)[:300]),
     ("checkpoint", "flipped payload byte"): lambda t: _checkpoint(t, _flip(_valid_checkpoint(t), -400)),
     ("checkpoint", "foreign torch file"): lambda t: _checkpoint(t, _torch_bytes({"completed": 1})),
+    ("checkpoint", "older dreamdd, unverifiable"): lambda t: _checkpoint(t, _torch_bytes({"completed": 1,
+                                                                                        "images": torch.zeros(1)})),
     ("checkpoint", "os.system pickle"): lambda t: _checkpoint(t, pickle.dumps({"completed": _Boom(t / MARKER)})),
     ("checkpoint", "envelope with a hostile payload"): lambda t: _checkpoint(t, _envelope(
         pickle.dumps({"completed": _Boom(t / MARKER)}))),

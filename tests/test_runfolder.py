@@ -448,3 +448,12 @@ def test_experts_resume_keeps_intact_experts_and_replaces_damaged_ones(tmp_path,
     assert len(ExpertBuffer(folder)) == 2
     code, _, err = cli(capsys, *EXPERTS, "--out", folder)
     assert code == 2 and "dreamdd experts --resume" in err
+
+
+def test_a_folder_claimed_by_another_run_meanwhile_is_refused(tmp_path, monkeypatch):
+    """Two runs given the same new --out at once: the one that locks second finds config.yaml and stops."""
+    run = RunDir.create(tmp_path / "r", "x")
+    (tmp_path / "r" / "config.yaml").write_text("seed: 0\n")    # the other run, between create and lock
+    with pytest.raises(DreamddError, match="claimed by another run"):
+        with run.locked(new=True):
+            pass

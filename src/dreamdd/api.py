@@ -85,7 +85,7 @@ def distill(dataset: str | None = None, ipc: int | None = None, *, preset: str |
         name = (f"{Path(config.data.dataset).stem}-ipc{config.synth.ipc}-{config.match.method}-"
                 f"{config.select.selector}-s{config.seed}")
         run = RunDir.create(out, name)
-    with run.locked():
+    with run.locked(new=resume is None):
         reuse = False
         if resume is not None:
             config, state, evaluate, reuse = _resume(run, iterations, device, evaluate)
@@ -299,7 +299,7 @@ def select(dataset: str | None = None, per_class: int | None = None, method: str
                "feature_epochs": 2 if feature_epochs is None else feature_epochs, "evaluate": evaluate is not False}
     run = RunDir.create(out, f"{Path(config.data.dataset).stem}-coreset-{method}-{per_class}-s{seed}",
                         command="select")
-    with run.locked():
+    with run.locked(new=True):
         write_json(run.file(REQUEST), request)
         write_text(run.file(CONFIG), dump_yaml(config))
         return _select_in(run, config, request, quiet)

@@ -202,7 +202,7 @@ def experts(dataset: str | None = None, out: str | os.PathLike | None = None, *,
         if experts < 1 or epochs < 1:
             raise DreamddError("experts need --experts >= 1 and --epochs >= 1")
         run = RunDir.create(out, "experts", command="experts")
-    with run.locked():
+    with run.locked(new=resume is None):
         if resume is not None:
             config = run_config(run)
             request = run.request()

@@ -192,9 +192,10 @@ class RunDir:
 
     # ---- lock --------------------------------------------------------------------------------------------
     @contextmanager
-    def locked(self) -> Iterator["RunDir"]:
+    def locked(self, new: bool = False) -> Iterator["RunDir"]:
         """Hold the folder's lock while writing it: a second writer is refused with the holder named. The lock is
-        the operating system's (flock), so a killed holder releases it and leaves no stale lock behind."""
+        the operating system's (flock), so a killed holder releases it and leaves no stale lock behind. `new`: the
+        folder was just created for a new run, so another run must not have claimed it meanwhile."""
         path = self.file(LOCK)
         handle = open(path, "a+")
         if fcntl is not None:
@@ -213,6 +214,9 @@ class RunDir:
         handle.flush()
         self._lock_file = handle
         try:
+            if new and self.file(CONFIG).exists():
+                raise DreamddError(f"{self.path} was claimed by another run at the same moment; choose another "
+                                   "--out")
             self.remove_temporary_files()
             yield self
         finally:
@@ -337,6 +341,9 @@ class RunDir:
         except Exception as e:   # a corrupt, truncated or hostile file: refuse it, never execute it
             raise DreamddError(f"{path} is damaged or not a dreamdd checkpoint ({type(e).__name__}); {fix}") \
                 from None
+        if isinstance(envelope, dict) and "completed" in envelope and "images" in envelope:
+            raise DreamddError(f"{path} was written by an older dreamdd, without a checksum or the settings' "
+                               f"fingerprint, so it cannot be verified; {fix}")
         if not (isinstance(envelope, dict) and envelope.get("format") == CHECKPOINT_FORMAT
                 and isinstance(envelope.get("payload"), torch.Tensor) and isinstance(envelope.get("sha256"), str)):
             raise DreamddError(f"{path} is not a dreamdd checkpoint; {fix}")
