@@ -444,3 +444,66 @@ def test_real_mnist_and_fashion_mnist():
         assert data.train.images.shape[1:] == (1, 28, 28) and data.info.num_classes == 10
         mean = data.train.images.float().mean().item() / 255
         assert abs(mean - data.info.mean[0]) < 0.01
+
+
+class _Server:
+    """A local HTTP server sending `body` with a Content-Length of `length`, `delay` seconds between bytes."""
+
+    def __init__(self, body: bytes, length: int, delay: float = 0.0):
+        import http.server
+        import threading
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(handler):
+                handler.send_response(200)
+                handler.send_header("Content-Length", str(length))
+                handler.end_headers()
+                for i in range(len(body)):
+                    try:
+                        handler.wfile.write(body[i:i + 1])
+                        handler.wfile.flush()
+                    except OSError:
+                        return
+                    if delay:
+                        import time
+                        time.sleep(delay)
+
+            def log_message(handler, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/f.gz"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_a_download_has_an_overall_deadline_and_leaves_nothing_behind(tmp_path):
+    with _Server(b"x" * 200, 200, delay=0.05) as server:
+        with pytest.raises(dl.DownloadFailed, match="not finished within"):
+            dl.fetch(server.url, tmp_path / "new" / "deep" / "f.gz", timeout=5, deadline=0.3)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_body_shorter_than_its_length_is_refused_without_md5(tmp_path):
+    with _Server(b"x" * 10, 100) as server:
+        with pytest.raises(dl.DownloadFailed):
+            dl.fetch(server.url, tmp_path / "f.gz", timeout=5)
+    assert list(tmp_path.iterdir()) == []
+    with _Server(b"y" * 10, 10) as server:
+        assert dl.fetch(server.url, tmp_path / "f.gz", timeout=5).read_bytes() == b"y" * 10
+
+
+def test_a_failed_download_creates_no_data_root(tmp_path, monkeypatch):
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("no network")
+
+    monkeypatch.setattr(dl.urllib.request, "urlopen", offline)
+    with pytest.raises(DreamddError, match="no network"):
+        load("cifar10", root=tmp_path / "no" / "such" / "root", download=True)
+    assert list(tmp_path.iterdir()) == []

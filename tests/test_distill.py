@@ -7,6 +7,7 @@ import torch
 import dreamdd
 from dreamdd.artifact import load_distilled
 from dreamdd.distiller import room_for_another
+from dreamdd.rundir import RunDir
 
 TINY = {"model": {"width": 16, "depth": 2}, "match": {"batch_real": 16},
         "select": {"interval": 2},
@@ -98,7 +99,7 @@ def test_max_minutes_stops_early_and_records_why(tmp_path):
     assert [e["iteration"] for e in events if e["event"] == "iteration"] == [1]
     assert any(e["event"] == "stopped" and e["reason"] == "max_minutes" for e in events)
     assert [e["iteration"] for e in events if e.get("final")] == [1]
-    assert torch.load(result.path / "checkpoint.pt", weights_only=True)["completed"] == 1
+    assert RunDir(result.path).load_checkpoint()["completed"] == 1
 
 
 def test_the_budget_admits_an_iteration_only_if_it_would_end_in_time():

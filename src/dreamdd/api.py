@@ -1,7 +1,6 @@
 """The Python API, mirroring the command line: distill(), evaluate(), load_distilled()."""
 from __future__ import annotations
 
-import dataclasses
 import os
 import sys
 import time
@@ -13,20 +12,22 @@ import yaml
 from tqdm.auto import tqdm
 
 from . import data as datasets
-from .artifact import METADATA, TENSORS, Distilled, learned_eval_settings, load_distilled, save_distilled
-from .config import (OWN_DATA_PRESET, Config, EvalConfig, deep_update, default_preset, dump_yaml, load_preset,
-                     merge, protocol_eval, resolve, validate)
+from .artifact import (TENSORS, Distilled, artifact_problem, learned_eval_settings, load_distilled,
+                       save_distilled)
+from .config import (OWN_DATA_PRESET, Config, EvalConfig, deep_update, default_preset, dump_yaml, fingerprint,
+                     load_preset, merge, protocol_eval, resolve, validate)
 from .devices import resolve_device
-from .distiller import Distiller, model_options
+from .distiller import Distiller, Timings, model_options
 from .budget import parse_duration, plan_budget
 from .coreset import feature_network, select_coreset
 from .errors import DreamddError
 from .evaluation import BankTrainingSet, evaluate_images, evaluate_training_set
 from .plots import save_grid
-from .rundir import CONFIG, LOG, SUMMARY, RunDir, write_json, write_text
+from .rundir import (CONFIG, GRID, LOG, REQUEST, SUMMARY, RunDir, refuse_with_resume, run_config, write_json,
+                     write_text)
+from .sources import check_fits, is_class_folder, load_source
 
 BUDGET = "budget.json"   # the --budget plan: probes, measured times, the chosen horizon and image lr
-from .sources import load_source
 
 
 @dataclass
@@ -49,24 +50,33 @@ def _logger(run: RunDir, quiet: bool):
     return log
 
 
+RESUME_ACCEPTS = "--iterations, --device, --no-eval, --tensorboard and --quiet"
+
+
 def distill(dataset: str | None = None, ipc: int | None = None, *, preset: str | None = None,
             selector: str | None = None, init: str | None = None, method: str | None = None,
             iterations: int | None = None, image_size: int | None = None,
             out: str | os.PathLike | None = None, overrides: dict[str, Any] | None = None,
             seed: int | None = None, device: str | None = None, data_root: str | None = None,
-            resume: str | os.PathLike | None = None, evaluate: bool = True, tensorboard: bool = False,
+            resume: str | os.PathLike | None = None, evaluate: bool | None = None, tensorboard: bool = False,
             budget: str | float | None = None, quiet: bool = True) -> RunResult:
     """Distill a dataset into a run folder (or continue the run in `resume`) and return the result.
 
     Settings are resolved as: defaults <- preset (default: `<dataset>-ipc<N>` or `<dataset>`) <- the named
-    arguments <- `overrides` (a nested mapping like {"select": {"interval": 5}}). With `budget` (a duration such
-    as "30m"), the horizon and the image learning rate are planned for that wall time (dreamdd.budget).
+    arguments <- `overrides` (a nested mapping like {"select": {"interval": 5}}). `evaluate` (default: yes, or
+    for a resumed run what it was started with) runs the final evaluation. A resumed run keeps its settings and
+    accepts only a new total of `iterations`, `device`, `evaluate`, `tensorboard` and `quiet`. With `budget` (a
+    duration such as "30m"), the horizon and the image learning rate are planned for that wall time
+    (dreamdd.budget).
     """
     if resume is not None and budget is not None:
         raise DreamddError("--budget plans a new run; a resumed run keeps the plan in its config.yaml")
     budget_seconds = parse_duration(budget) if budget is not None else None
     if resume is not None:
-        run, config, state = _resume(Path(resume), iterations)
+        refuse_with_resume("distill", resume, RESUME_ACCEPTS, dataset=dataset, ipc=ipc, preset=preset,
+                            selector=selector, init=init, method=method, out=out, overrides=overrides, seed=seed,
+                            data_root=data_root)
+        run = RunDir.existing(resume, "distill")
     else:
         if dataset is None:
             raise DreamddError("no dataset given; name one (e.g. digits, mnist, cifar10) or a folder / .npz path")
@@ -84,18 +94,32 @@ def distill(dataset: str | None = None, ipc: int | None = None, *, preset: str |
         name = (f"{Path(config.data.dataset).stem}-ipc{config.synth.ipc}-{config.match.method}-"
                 f"{config.select.selector}-s{config.seed}")
         run = RunDir.create(out, name)
-        write_text(run.file(CONFIG), dump_yaml(config))
-        state = None
+    with run.locked(new=resume is None):
+        reuse = False
+        if resume is not None:
+            config, state, evaluate, reuse = _resume(run, iterations, device, evaluate)
+        else:
+            state, evaluate = None, evaluate is not False
+        write_json(run.file(REQUEST), {"command": "distill", "evaluate": evaluate})
+        write_text(run.file(CONFIG), dump_yaml(config))   # last: config.yaml marks a folder a run can resume
+        log = _logger(run, quiet)
+        if resume is None and preset is None and config.preset == OWN_DATA_PRESET:
+            log(f"no preset is made for dataset {config.data.dataset!r}: preset {OWN_DATA_PRESET} applies (sized "
+                f"for a CPU: {config.distill.iterations} x {config.distill.inner_loop} iterations, evaluation "
+                "without flip; see `dreamdd presets`); name another with --preset")
+        return _distill_in(run, config, state, evaluate, reuse, tensorboard, quiet, budget_seconds)
+
+
+def _distill_in(run: RunDir, config: Config, state: dict[str, Any] | None, evaluate: bool, reuse: bool,
+                tensorboard: bool, quiet: bool, budget_seconds: float | None = None) -> RunResult:
+    """Distill in a locked run folder from `state` (None: from the start); with `reuse`, the artifact there is
+    already the run's result and only grid.png and summary.json are left to write; with `budget_seconds`, a new
+    run is first planned for that wall time (budget.json)."""
     log = _logger(run, quiet)
-    if resume is None and preset is None and config.preset == OWN_DATA_PRESET:
-        log(f"no preset is made for dataset {config.data.dataset!r}: preset {OWN_DATA_PRESET} applies (sized for a "
-            f"CPU: {config.distill.iterations} x {config.distill.inner_loop} iterations, evaluation without flip; "
-            "see `dreamdd presets`); name another with --preset")
     if tensorboard:
         run.enable_tensorboard()
     started = time.time()
-    write_json(run.file(SUMMARY), {"status": "running", "started": started})
-    try:
+    with run.attempt(f"dreamdd distill --resume {run.path}", started):
         torch_device = resolve_device(config.device)
         data = load_data(config, quiet=quiet)
         log(f"data: {data.info.name} from {data.source}: {len(data.train)} train / {data.val_size} validation / "
@@ -105,24 +129,23 @@ def distill(dataset: str | None = None, ipc: int | None = None, *, preset: str |
             write_json(run.file(BUDGET), plan)
             write_text(run.file(CONFIG), dump_yaml(config))
         distiller = Distiller(config, data, torch_device, run, quiet, log=log)
-        distilled = distiller.run(resume=state, final_eval=evaluate)
-        save_distilled(run.path, distilled)
-        save_grid(run.file("grid.png"), distilled.images, distilled.labels, data.info.class_names,
+        if reuse:
+            distilled = load_distilled(run.path)
+            distiller.timings = Timings.restored(state["timings"] if state else {})
+        else:
+            distilled = distiller.run(resume=state, final_eval=evaluate)
+            save_distilled(run.path, distilled)
+        save_grid(run.file(GRID), distilled.images, distilled.labels, data.info.class_names,
                   title=f"{data.info.name}, IPC {config.synth.ipc}, {config.select.selector}")
-    except BaseException as error:
-        write_json(run.file(SUMMARY), {"status": "failed" if not isinstance(error, KeyboardInterrupt)
-                                       else "interrupted", "error": str(error), "started": started,
-                                       "resume_with": f"dreamdd distill --resume {run.path}"})
-        raise
-    summary = {"status": "finished", "run": str(run.path), "dataset": data.info.name, "preset": config.preset,
-               "ipc": config.synth.ipc, "factor": config.synth.factor, "method": config.match.method,
-               "selector": config.select.selector, "init": config.synth.init, "seed": config.seed,
-               "iterations": distilled.metadata["iterations"], "device": str(torch_device),
-               "val_size": data.val_size, "wall_seconds": time.time() - started,
-               "timings": distiller.timings.as_dict(), "artifact": str(run.file(TENSORS)),
-               "evaluation": _brief(distilled.metadata.get("evaluation")),
-               "loop_gain": loop_gain(run.events("eval"))}
-    write_json(run.file(SUMMARY), summary)
+        summary = {"status": "finished", "run": str(run.path), "dataset": data.info.name, "preset": config.preset,
+                   "ipc": config.synth.ipc, "factor": config.synth.factor, "method": config.match.method,
+                   "selector": config.select.selector, "init": config.synth.init, "seed": config.seed,
+                   "iterations": distilled.metadata["iterations"], "device": str(torch_device),
+                   "val_size": data.val_size, "wall_seconds": time.time() - started,
+                   "timings": distiller.timings.as_dict(), "artifact": str(run.file(TENSORS)),
+                   "evaluation": _brief(distilled.metadata.get("evaluation")),
+                   "loop_gain": loop_gain(run.events("eval"))}
+        write_json(run.file(SUMMARY), summary)
     log(f"results in {run.path}")
     return RunResult(run.path, distilled, summary)
 
@@ -147,25 +170,37 @@ def _brief(result: dict[str, Any] | None) -> dict[str, Any] | None:
             if k in result}
 
 
-def _resume(path: Path, iterations: int | None) -> tuple[RunDir, Config, dict[str, Any]]:
-    run = RunDir(path)
-    if not run.file(CONFIG).exists():
-        raise DreamddError(f"{path} is not a dreamdd run folder (no {CONFIG}); give the folder a distill run wrote")
-    config = Config.from_dict(yaml.safe_load(run.file(CONFIG).read_text()))
-    state = run.load_checkpoint()
-    if state is None:
-        raise DreamddError(f"{path} has no checkpoint yet, so there is nothing to resume; start it again")
-    if iterations is not None:
-        config.distill.iterations = iterations
-        write_text(run.file(CONFIG), dump_yaml(config))
-    if state["completed"] >= config.distill.iterations and run.file(TENSORS).exists():
-        raise DreamddError(f"{path} already finished {state['completed']} iterations; pass --iterations N "
-                           "with a larger N to continue it")
-    completed = int(state["completed"])
-    run.truncate_events(lambda e: e.get("iteration", 0) <= completed and not e.get("final"))
-    for name in (TENSORS, METADATA):   # an older artifact must not pass for this run's result
-        run.file(name).unlink(missing_ok=True)
-    return run, config, state
+def _resume(run: RunDir, iterations: int | None, device: str | None,
+            evaluate: bool | None) -> tuple[Config, dict[str, Any] | None, bool, bool]:
+    """Check that the run in `run` can continue to `iterations` (default: its own) and say how: its settings,
+    the checkpoint (None: restart from the beginning), whether to evaluate, and whether its artifact is already
+    the result. Everything is checked before anything is written."""
+    config = run_config(run)
+    if evaluate is None:
+        evaluate = bool(run.request().get("evaluate", True))
+    state = run.load_checkpoint(fingerprint(config))
+    completed = int(state["completed"]) if state is not None else 0
+    target = config.distill.iterations if iterations is None else int(iterations)
+    if target < completed:
+        raise DreamddError(f"{run.path} has completed {completed} outer iterations, more than --iterations "
+                           f"{target}, and a run does not go back: omit --iterations, or pass {completed} or more "
+                           "(an earlier state of a run needs distill.snapshot_every)")
+    reuse = False
+    if state is not None and completed == target and run.file(TENSORS).exists():
+        try:
+            reuse = int(load_distilled(run.path).metadata.get("iterations", -1)) == completed
+        except DreamddError:
+            reuse = False   # a damaged or half-written artifact: it is made again from the checkpoint
+        if reuse and run.summary().get("status") == "finished" and run.file(GRID).exists():
+            raise DreamddError(f"{run.path} already finished {completed} iterations; pass --iterations N with a "
+                               f"larger N to continue it")
+    config.distill.iterations = target
+    if device is not None:
+        config.device = device
+    validate(config)
+    if not reuse:
+        run.truncate_events(lambda e: e.get("iteration", 0) <= completed and not e.get("final"))
+    return config, state, evaluate, reuse
 
 
 def _recipe(stored: dict[str, Any], dataset: str, overrides: dict[str, Any] | None,
@@ -191,17 +226,26 @@ def _recipe(stored: dict[str, Any], dataset: str, overrides: dict[str, Any] | No
 def _prepare(source, dataset: str | None, mean, std, factor, data_root: str | None, overrides,
              protocol: str | None = None):
     """Load the set (any source), its dataset splits and the evaluation recipe."""
-    distilled = source if isinstance(source, Distilled) else load_source(source, dataset, mean=mean, std=std,
-                                                                          factor=factor)
+    data = None
+    if isinstance(source, Distilled):
+        distilled = source
+    else:
+        class_names = None
+        if dataset is not None and is_class_folder(source):   # folder names are the dataset's class names
+            data = datasets.load(dataset, root=data_root or "data")
+            class_names = data.info.class_names
+        distilled = load_source(source, dataset, class_names, mean=mean, std=std, factor=factor)
     meta = distilled.metadata
     split = dict(meta.get("split", {}))
     if dataset is not None:
         split["dataset"] = dataset
     if "dataset" not in split:
         raise DreamddError("the artifact does not say which dataset it was distilled from; pass --dataset NAME")
-    data = datasets.load(split["dataset"], root=data_root or split.get("root", "data"),
-                         val_size=split.get("val_size", 0.1), seed=split.get("seed", 0),
-                         image_size=(meta.get("dataset") or {}).get("image_size"))
+    if data is None:
+        data = datasets.load(split["dataset"], root=data_root or split.get("root", "data"),
+                             val_size=split.get("val_size", 0.1), seed=split.get("seed", 0),
+                             image_size=(meta.get("dataset") or {}).get("image_size"))
+    check_fits(distilled, data.info)
     stored = meta.get("recipe") or (meta.get("evaluation") or {}).get("recipe", {})   # the run's, else its result's
     recipe = _recipe(stored, split["dataset"], overrides, protocol)
     return distilled, data, recipe
@@ -259,47 +303,88 @@ def evaluate_whole_dataset(dataset: str, *, model: str | None = None, repeats: i
                                  epochs=epochs, quiet=quiet, workers=workers)
 
 
-def select(dataset: str, per_class: int, method: str = "random", *, out: str | os.PathLike | None = None,
-           feature_epochs: int = 2, seed: int = 0, data_root: str | None = None, device: str = "auto",
-           evaluate: bool = True, overrides: dict[str, Any] | None = None, quiet: bool = True) -> RunResult:
-    """A coreset baseline: `per_class` real images per class chosen by `method`, written as an artifact (like
-    distill) and evaluated with the dataset's recipe."""
-    named: dict[str, Any] = {"seed": seed, "device": device}
+SELECT_RESUME_ACCEPTS = "--device and --quiet"
+
+
+def select(dataset: str | None = None, per_class: int | None = None, method: str | None = None, *,
+           out: str | os.PathLike | None = None, feature_epochs: int | None = None, seed: int | None = None,
+           data_root: str | None = None, device: str | None = None, evaluate: bool | None = None,
+           overrides: dict[str, Any] | None = None, resume: str | os.PathLike | None = None,
+           quiet: bool = True) -> RunResult:
+    """A coreset baseline: `per_class` real images per class chosen by `method` (default random), written as an
+    artifact (like distill) and evaluated with the dataset's recipe. `resume` finishes a stopped select run
+    (its choice is deterministic, so it is made again) and accepts only `device` and `quiet`."""
+    if resume is not None:
+        refuse_with_resume("select", resume, SELECT_RESUME_ACCEPTS, dataset=dataset, per_class=per_class,
+                            method=method, out=out, feature_epochs=feature_epochs, seed=seed, data_root=data_root,
+                            no_eval=None if evaluate is None else not evaluate, overrides=overrides)
+        run = RunDir.existing(resume, "select")
+        with run.locked():
+            config = run_config(run)
+            request = run.request()
+            if run.summary().get("status") == "finished" and artifact_problem(run.path) is None:
+                raise DreamddError(f"{run.path} is a finished select run; nothing to resume")
+            if device is not None:
+                config.device = device
+            return _select_in(run, config, request, quiet)
+    if dataset is None or per_class is None:
+        raise DreamddError("select needs a dataset and the images per class (--dataset, --per-class), or --resume")
+    seed = 0 if seed is None else seed
+    named: dict[str, Any] = {"seed": seed, "device": device or "auto"}
     if data_root is not None:
         named["data"] = {"root": data_root}
     config = resolve(dataset, per_class, None, deep_update(named, overrides or {}))
     config.synth.factor = 1
-    run = RunDir.create(out, f"{Path(config.data.dataset).stem}-coreset-{method}-{per_class}-s{seed}")
-    used = config.to_dict()   # what a coreset uses: the data, the feature network (model, distill.net_*), eval
-    used["distill"] = {k: v for k, v in used["distill"].items() if k.startswith("net_") or k == "cutmix_prob"}
-    write_text(run.file(CONFIG), yaml.safe_dump({k: used[k] for k in ("data", "model", "distill", "eval", "seed",
-                                                                      "device", "preset")}, sort_keys=False))
+    method = method or "random"
+    request = {"command": "select", "per_class": per_class, "method": method,
+               "feature_epochs": 2 if feature_epochs is None else feature_epochs, "evaluate": evaluate is not False}
+    run = RunDir.create(out, f"{Path(config.data.dataset).stem}-coreset-{method}-{per_class}-s{seed}",
+                        command="select")
+    with run.locked(new=True):
+        write_json(run.file(REQUEST), request)
+        used = config.to_dict()   # what a coreset uses: the data, the feature network (model, distill.net_*), eval
+        used["distill"] = {k: v for k, v in used["distill"].items() if k.startswith("net_") or k == "cutmix_prob"}
+        write_text(run.file(CONFIG), yaml.safe_dump({k: used[k] for k in ("data", "model", "distill", "eval", "seed",
+                                                                          "device", "preset")}, sort_keys=False))
+        return _select_in(run, config, request, quiet)
+
+
+def _select_in(run: RunDir, config: Config, request: dict[str, Any], quiet: bool) -> RunResult:
+    """Choose the coreset a locked select run folder asks for and write its artifact, grid and summary."""
+    try:
+        per_class, method = int(request["per_class"]), str(request["method"])
+        feature_epochs, evaluate = int(request["feature_epochs"]), bool(request["evaluate"])
+    except (KeyError, TypeError, ValueError):
+        raise DreamddError(f"{run.file(REQUEST)} is damaged; start a new select run") from None
+    seed = config.seed
     log = _logger(run, quiet)
     started = time.time()
-    torch_device = resolve_device(config.device)
-    data = load_data(config)
-    net = None if method == "random" else feature_network(config, data, torch_device, feature_epochs, quiet)
-    indices = select_coreset(data, method, per_class, net, seed, torch_device)
-    images = data.train.uint8(indices).float() / 255
-    labels = data.train.labels[indices]
-    metadata = {"dataset": data.info.to_dict(), "ipc": per_class, "factor": 1, "method": f"coreset-{method}",
-                "selector": method, "init": None, "seed": seed, "feature_epochs": feature_epochs,
-                "model": {"name": config.model.name, **model_options(config)}, "val_size": data.val_size,
-                "train_indices": indices.tolist(),
-                "split": {"dataset": config.data.dataset, "root": config.data.root,
-                          "val_size": config.data.val_size, "seed": seed}}
-    distilled = Distilled(images, labels, metadata)
-    if evaluate:
-        name, options = _model_for(metadata, config.eval, None)
-        distilled.metadata["evaluation"] = evaluate_images(images, labels, data, name, options, config.eval, seed,
-                                                           torch_device, quiet=quiet)
-    save_distilled(run.path, distilled)
-    save_grid(run.file("grid.png"), images, labels, data.info.class_names,
-              title=f"{data.info.name}, {per_class} per class, coreset {method}")
-    summary = {"status": "finished", "run": str(run.path), "dataset": data.info.name, "method": f"coreset-{method}",
-               "ipc": per_class, "seed": seed, "wall_seconds": time.time() - started,
-               "artifact": str(run.file(TENSORS)), "evaluation": _brief(distilled.metadata.get("evaluation"))}
-    write_json(run.file(SUMMARY), summary)
+    with run.attempt(f"dreamdd select --resume {run.path}", started):
+        torch_device = resolve_device(config.device)
+        data = load_data(config, quiet=quiet)
+        net = None if method == "random" else feature_network(config, data, torch_device, feature_epochs, quiet)
+        indices = select_coreset(data, method, per_class, net, seed, torch_device)
+        images = data.train.uint8(indices).float() / 255
+        labels = data.train.labels[indices]
+        metadata = {"dataset": data.info.to_dict(), "ipc": per_class, "factor": 1, "method": f"coreset-{method}",
+                    "selector": method, "init": None, "seed": seed, "feature_epochs": feature_epochs,
+                    "model": {"name": config.model.name, **model_options(config)}, "val_size": data.val_size,
+                    "train_indices": indices.tolist(),
+                    "split": {"dataset": config.data.dataset, "root": config.data.root,
+                              "val_size": config.data.val_size, "seed": seed}}
+        distilled = Distilled(images, labels, metadata)
+        if evaluate:
+            name, options = _model_for(metadata, config.eval, None)
+            distilled.metadata["evaluation"] = evaluate_images(images, labels, data, name, options, config.eval,
+                                                               seed, torch_device, quiet=quiet)
+        save_distilled(run.path, distilled)
+        save_grid(run.file(GRID), images, labels, data.info.class_names,
+                  title=f"{data.info.name}, {per_class} per class, coreset {method}")
+        summary = {"status": "finished", "run": str(run.path), "dataset": data.info.name,
+                   "method": f"coreset-{method}", "ipc": per_class, "seed": seed,
+                   "wall_seconds": time.time() - started, "artifact": str(run.file(TENSORS)),
+                   "evaluation": _brief(distilled.metadata.get("evaluation"))}
+        write_json(run.file(SUMMARY), summary)
     log(f"coreset {method}: {per_class} per class; results in {run.path}")
     return RunResult(run.path, distilled, summary)
 

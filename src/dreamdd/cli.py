@@ -3,15 +3,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
+import threading
 from typing import Sequence
 
-from .errors import DreamddError
+from .errors import DreamddError, Interrupted, os_error_message
 from .protocols import PROTOCOLS
 from .tables import accuracy_text
 
 EXIT_USER_ERROR = 2
-EXIT_INTERRUPTED = 130
 
 
 def add_common(parser: argparse.ArgumentParser) -> None:
@@ -30,7 +31,8 @@ def distill_parser(sub) -> None:
                        description="Distill a dataset with DREAM (representative matching in IDC's gradient "
                                    "matching); --selector random --init real is plain IDC. Writes a run folder "
                                    "with config.yaml, metrics.jsonl, summary.json, distilled.safetensors, "
-                                   "metadata.json, grid.png and checkpoint.pt.")
+                                   "metadata.json, grid.png and checkpoint.pt, locked while written; "
+                                   "metadata.json and checkpoint.pt carry checksums, verified on load.")
     p.add_argument("--dataset", help="digits, mnist, fashion-mnist, cifar10, cifar100, svhn, tiny-imagenet, "
                                      "imagenet-1k, an ImageNet subset (imagenette, imagewoof, imagenet-10, ...), a "
                                      "folder of class sub-folders, or an .npz (see `dreamdd datasets`)")
@@ -52,8 +54,11 @@ def distill_parser(sub) -> None:
                         "the outer iterations, and chooses the image lr among 1, 3, 10 and 30 times the preset's by "
                         "short probes scored on the validation split; the plan goes into budget.json, config.yaml "
                         "and the log; the final evaluation comes on top")
-    p.add_argument("--resume", metavar="RUN_DIR", help="continue a stopped run from its last checkpoint")
-    p.add_argument("--no-eval", action="store_true", help="skip the final evaluation")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue a stopped run (or extend a finished one with "
+                                                       "--iterations) from its last checkpoint, with the settings "
+                                                       "in its config.yaml; accepts only --iterations, --device, "
+                                                       "--no-eval, --tensorboard and --quiet")
+    p.add_argument("--no-eval", action="store_true", help="skip the final evaluation (a resumed run remembers it)")
     p.add_argument("--tensorboard", action="store_true", help="also log metrics to RUN_DIR/tensorboard "
                                                                 "(needs the tensorboard package)")
     add_common(p)
@@ -98,10 +103,13 @@ def select_parser(sub) -> None:
                                    "representative k-means selection) in the embedding of a network trained "
                                    "briefly on the real data; write them as an artifact, as distill does, and "
                                    "evaluate them with the dataset's recipe.")
-    p.add_argument("--dataset", required=True)
-    p.add_argument("--per-class", type=int, required=True, help="images per class")
-    p.add_argument("--method", default="random", choices=["random", "herding", "kcenter", "representative"])
-    p.add_argument("--feature-epochs", type=int, default=2, help="epochs of the feature network (default 2)")
+    p.add_argument("--dataset")
+    p.add_argument("--per-class", type=int, help="images per class")
+    p.add_argument("--method", choices=["random", "herding", "kcenter", "representative"],
+                   help="selection method (default random)")
+    p.add_argument("--feature-epochs", type=int, help="epochs of the feature network (default 2)")
+    p.add_argument("--resume", metavar="RUN_DIR", help="finish a stopped select run (accepts only --device and "
+                                                       "--quiet)")
     p.add_argument("--out", help="folder to create (default: runs/<dataset>-coreset-<method>-<N>-s<seed>)")
     p.add_argument("--no-eval", action="store_true", help="skip the evaluation")
     add_overrides(p, "override settings (model.*, eval.*), e.g. --set eval.repeats=5")
@@ -113,11 +121,13 @@ def experts_parser(sub) -> None:
                        description="Train expert networks (SGD with mtt.lr_teacher, DSA, no CutMix) and store their "
                                    "parameters after every epoch as safetensors plus experts.json; distill with "
                                    "--method mtt --set mtt.experts=DIR and the same model settings.")
-    p.add_argument("--dataset", required=True, help="dataset name or path (as for distill)")
-    p.add_argument("--out", required=True, help="folder to write (must be new or empty)")
-    p.add_argument("--experts", type=int, default=5, help="expert networks to train (default 5)")
-    p.add_argument("--epochs", type=int, default=50, help="epochs per expert (default 50, as MTT's buffer.py; "
-                                                          "fewer narrow the start epochs a student can draw)")
+    p.add_argument("--dataset", help="dataset name or path (as for distill)")
+    p.add_argument("--out", help="folder to write (must be new or empty)")
+    p.add_argument("--experts", type=int, help="expert networks to train (default 5)")
+    p.add_argument("--epochs", type=int, help="epochs per expert (default 50, as MTT's buffer.py; fewer narrow "
+                                              "the start epochs a student can draw)")
+    p.add_argument("--resume", metavar="DIR", help="finish a stopped training in DIR, keeping the experts already "
+                                                   "written (accepts only --device and --quiet)")
     p.add_argument("--preset", help="settings preset for the model and mtt.* (default: the dataset's)")
     add_overrides(p, "override a setting, e.g. --set mtt.zca=true --set model.width=64")
     add_common(p)
@@ -128,7 +138,7 @@ def run_experts(args) -> int:
     from .experts import experts
     out = experts(args.dataset, args.out, experts=args.experts, epochs=args.epochs, preset=args.preset,
                   overrides=parse_overrides(args.overrides), seed=args.seed, device=args.device,
-                  data_root=args.data_root, quiet=args.quiet)
+                  data_root=args.data_root, resume=args.resume, quiet=args.quiet)
     print(f"experts: {out} (experts.json and one expert_NNN.safetensors per expert)")
     return 0
 
@@ -213,7 +223,7 @@ def run_distill(args) -> int:
                      method=args.method, image_size=args.image_size,
                      iterations=args.iterations, out=args.out, overrides=parse_overrides(args.overrides),
                      seed=args.seed, device=args.device, data_root=args.data_root, resume=args.resume,
-                     evaluate=not args.no_eval, tensorboard=args.tensorboard, budget=args.budget,
+                     evaluate=False if args.no_eval else None, tensorboard=args.tensorboard, budget=args.budget,
                      quiet=args.quiet)
     evaluation = result.summary.get("evaluation")
     if evaluation:
@@ -268,9 +278,9 @@ def run_select(args) -> int:
     from .api import select
     from .config import parse_overrides
     result = select(args.dataset, args.per_class, args.method, out=args.out, feature_epochs=args.feature_epochs,
-                    seed=0 if args.seed is None else args.seed, data_root=args.data_root,
-                    device=args.device or "auto", evaluate=not args.no_eval,
-                    overrides=parse_overrides(args.overrides), quiet=args.quiet)
+                    seed=args.seed, data_root=args.data_root, device=args.device,
+                    evaluate=False if args.no_eval else None, overrides=parse_overrides(args.overrides),
+                    resume=args.resume, quiet=args.quiet)
     evaluation = result.summary.get("evaluation")
     if evaluation:
         print(accuracy_text(evaluation))
@@ -374,18 +384,34 @@ COMMANDS["prepare"] = run_prepare
 COMMANDS["plan"] = run_plan
 
 
+def _terminate(signal_number, frame) -> None:
+    """SIGTERM as Ctrl-C: the run stops where it is (every write is atomic) and says how to continue."""
+    raise Interrupted("terminated", signal_number)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _terminate) if in_main_thread else None
     try:
         return COMMANDS[args.command](args)
     except DreamddError as error:
         print(f"dreamdd: error: {error}", file=sys.stderr)
         return EXIT_USER_ERROR
-    except KeyboardInterrupt:
-        hint = ("run the same `dreamdd prepare` again to continue where it stopped" if args.command == "prepare"
-                else "a distill run continues with --resume RUN_DIR")
-        print(f"dreamdd: interrupted; {hint}", file=sys.stderr)
-        return EXIT_INTERRUPTED
+    except OSError as error:   # a full disk, a read-only folder, a file where a folder should be
+        print(f"dreamdd: error: {os_error_message(error)}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt as error:
+        message = str(error) if isinstance(error, Interrupted) else "interrupted"
+        if "--resume" not in message and args.command in ("distill", "select", "experts"):
+            message += f"; a {args.command} run continues with dreamdd {args.command} --resume RUN_DIR"
+        elif args.command == "prepare":
+            message += "; run the same `dreamdd prepare` again to continue where it stopped"
+        print(f"dreamdd: {message}", file=sys.stderr)
+        return 128 + getattr(error, "signal_number", 2)
+    finally:
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

@@ -268,6 +268,16 @@ def merge(config: Config, data: dict[str, Any], origin: str) -> None:
                                " and top-level keys are seed, device, preset")
 
 
+def safe_yaml(text: str, origin: str) -> Any:
+    """YAML as plain data (no tags that build objects); a syntax error or a tag is a DreamddError naming `origin`."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        problem = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise DreamddError(f"{origin} is not valid plain YAML ({problem}); fix it (tags such as !!python are "
+                           "not allowed)") from None
+
+
 def parse_overrides(items: list[str]) -> dict[str, Any]:
     """['select.interval=5', 'seed=3'] -> {'select': {'interval': '5'}, 'seed': '3'} (values typed later)."""
     result: dict[str, Any] = {}
@@ -278,7 +288,7 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
         parts = key.strip().split(".")
         if len(parts) > 2 or not all(parts):
             raise DreamddError(f"--set {item!r}: keys look like section.name (e.g. synth.lr) or seed")
-        parsed = yaml.safe_load(value) if value.strip() else None
+        parsed = safe_yaml(value, f"--set {item!r}") if value.strip() else None
         if len(parts) == 1:
             result[parts[0]] = parsed
         else:
@@ -309,7 +319,13 @@ def load_preset(name: str, _seen: tuple[str, ...] = ()) -> dict[str, Any]:
                            "(or give the path of a .yaml file)")
     if name in _seen:
         raise DreamddError(f"preset '{name}' extends itself through {' -> '.join(_seen)}")
-    data = yaml.safe_load(path.read_text()) or {}
+    try:
+        text = path.read_text()
+    except UnicodeDecodeError:
+        raise DreamddError(f"preset {name} is not UTF-8 text; fix or replace the file") from None
+    data = safe_yaml(text, f"preset {name}") or {}
+    if not isinstance(data, dict):
+        raise DreamddError(f"preset {name}: expected a mapping of settings, got {type(data).__name__}")
     parent = data.get("extends")
     if parent is None:
         return data
@@ -434,3 +450,20 @@ def validate(config: Config) -> None:
 
 def dump_yaml(config: Config) -> str:
     return yaml.safe_dump(config.to_dict(), sort_keys=False)
+
+
+RESUMABLE = (("distill", "iterations"), ("device", None))   # what a resumed run may change
+
+
+def fingerprint(config: Config) -> str:
+    """A digest of the settings that decide a run's result (all but those in RESUMABLE): a checkpoint records
+    it, so that it is refused by a run with other settings."""
+    import hashlib
+    import json
+    settings = config.to_dict()
+    for section, key in RESUMABLE:
+        if key is None:
+            settings.pop(section, None)
+        else:
+            settings[section].pop(key, None)
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()

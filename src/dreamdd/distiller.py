@@ -13,7 +13,7 @@ from tqdm.auto import tqdm
 
 from . import __version__
 from .artifact import Distilled, save_distilled
-from .config import Config
+from .config import Config, fingerprint
 from .data import LoadedDataset
 from .errors import DreamddError
 from .evaluation import evaluate_images
@@ -69,6 +69,10 @@ class Distiller:
 
     # ---- set-up ------------------------------------------------------------------------------------------
     def _check_sizes(self) -> None:
+        factor, size = self.config.synth.factor, min(self.info.image_size)
+        if factor > size:
+            raise DreamddError(f"synth.factor {factor} is larger than the {size}-pixel side of {self.info.name}'s "
+                               f"images, so a tile would be empty; lower synth.factor to at most {size}")
         counts = self.data.train.class_counts()
         smallest = min(counts[c] for c in self.classes)
         if self.config.synth.ipc > smallest:
@@ -144,7 +148,8 @@ class Distiller:
         """All a resumed run needs: every random stream is derived from (seed, iteration), so no RNG bytes."""
         return {"completed": completed, "images": synthetic.images.detach().cpu(),
                 "image_optimizer": image_optimizer.state_dict(), "timings": self.timings.as_dict(),
-                "seed": self.config.seed, "method": self.method.state_dict(),
+                "seed": self.config.seed, "fingerprint": fingerprint(self.config),
+                "method": self.method.state_dict(),
                 "selector": self.selector.state_dict()}
 
     def metadata(self, completed: int) -> dict[str, Any]:

@@ -20,7 +20,8 @@ from tqdm.auto import tqdm
 
 from .config import Config
 from .errors import DreamddError
-from .rundir import atomic_write, read_json, write_json
+from .rundir import (CONFIG, REQUEST, SUMMARY, RunDir, atomic_write, read_json, refuse_with_resume, run_config,
+                     sha256_file, write_json, write_text)
 from .seeding import generator
 from .training import build_network, make_augment, sgd, train_step
 from .zca import ZCA, Preprocessed, fit_zca
@@ -47,30 +48,58 @@ def zca_for(config: Config, data, device: torch.device) -> ZCA | None:
     return ZCA(mean, matrix).to(device)
 
 
+PROGRESS_KEYS = ("files", "sha256", "num_params", "seconds", "finished")   # what training adds to a manifest
+
+
+def _finished_experts(out: Path, manifest: dict[str, Any]) -> dict[str, Any]:
+    """The manifest a stopped training left in `out`, if it was for the same settings, keeping only experts whose
+    file is intact; else a fresh one. A folder holding anything else is refused."""
+    path = out / MANIFEST
+    if not path.exists():
+        return manifest
+    old = read_json(path, fix=f"delete {out} and train the experts again")
+    if not isinstance(old, dict) or {k: v for k, v in old.items() if k not in PROGRESS_KEYS} != \
+            {k: v for k, v in manifest.items() if k not in PROGRESS_KEYS}:
+        raise DreamddError(f"the experts in {out} were trained with other settings; choose another --out")
+    kept = dict(manifest, sha256={})
+    for name in old.get("files", []):
+        recorded = (old.get("sha256") or {}).get(name)
+        if recorded is None or not (out / name).exists() or sha256_file(out / name) != recorded:
+            break
+        kept["files"].append(name)
+        kept["sha256"][name] = recorded
+        kept["num_params"] = old.get("num_params")
+    kept["seconds"] = float(old.get("seconds", 0.0)) if kept["files"] else 0.0
+    return kept
+
+
 def train_experts(config: Config, data, out: str | os.PathLike, experts: int, epochs: int,
                   device: torch.device, quiet: bool = True, log: Callable[[str], None] | None = None) -> Path:
-    """Train `experts` networks for `epochs` epochs each on data.train; write their trajectories into `out`."""
+    """Train `experts` networks for `epochs` epochs each on data.train; write their trajectories into `out`.
+    Experts already written there by a stopped training with the same settings (and intact) are kept: each
+    expert depends only on (seed, its index), so the result is the same as one uninterrupted training."""
     if experts < 1 or epochs < 1:
         raise DreamddError("experts need --experts >= 1 and --epochs >= 1")
     out = Path(out)
-    if out.exists() and any(out.iterdir()):
-        raise DreamddError(f"expert folder {out} is not empty; choose another --out")
     out.mkdir(parents=True, exist_ok=True)
     log = log or (lambda message: None)
     info, bank, m = data.info, data.train, config.mtt
-    zca = zca_for(config, data, device)
-    augment = make_augment(m.expert_augment, m.expert_augment_mode)
     from .distiller import model_options
     manifest: dict[str, Any] = {
-        "format": FORMAT, "format_version": 1, "dataset": info.to_dict(),
+        "format": FORMAT, "format_version": 2, "dataset": info.to_dict(),
         "split": {"dataset": config.data.dataset, "root": config.data.root, "val_size": config.data.val_size,
                   "seed": config.seed},
         "model": model_record(config), "zca": bool(m.zca), "zca_eps": m.zca_eps, "epochs": epochs,
         "lr_teacher": m.lr_teacher, "batch": m.expert_batch, "augment": m.expert_augment, "augment_mode": m.expert_augment_mode, "seed": config.seed,
-        "files": [], "num_params": None}
-    bar = tqdm(total=experts * epochs, desc="experts", unit="epoch", disable=quiet, dynamic_ncols=True)
-    started = time.perf_counter()
-    for i in range(experts):
+        "experts": experts, "files": [], "sha256": {}, "num_params": None}
+    manifest = _finished_experts(out, manifest)
+    done = len(manifest["files"])
+    zca = zca_for(config, data, device)
+    augment = make_augment(m.expert_augment, m.expert_augment_mode)
+    bar = tqdm(total=experts * epochs, initial=done * epochs, desc="experts", unit="epoch", disable=quiet,
+               dynamic_ncols=True)
+    started = time.perf_counter() - manifest.pop("seconds", 0.0)
+    for i in range(done, experts):
         net = build_network(config.model.name, info.num_classes, info.channels, info.image_size,
                             model_options(config), config.seed, "expert", i, device=device)
         model = Preprocessed(zca, net) if zca is not None else net
@@ -89,12 +118,12 @@ def train_experts(config: Config, data, out: str | os.PathLike, experts: int, ep
         stacked = torch.stack(trajectory).contiguous()
         atomic_write(out / name, lambda tmp: save_file({"trajectory": stacked}, str(tmp)))
         manifest["files"].append(name)
+        manifest["sha256"][name] = sha256_file(out / name)
         manifest["num_params"] = int(stacked.shape[1])
-        write_json(out / MANIFEST, manifest)
+        write_json(out / MANIFEST, dict(manifest, seconds=time.perf_counter() - started))
         log(f"expert {i + 1}/{experts} trained ({epochs} epochs)")
     bar.close()
-    manifest["seconds"] = time.perf_counter() - started
-    write_json(out / MANIFEST, manifest)
+    write_json(out / MANIFEST, dict(manifest, seconds=time.perf_counter() - started, finished=True))
     return out
 
 
@@ -107,10 +136,18 @@ class ExpertBuffer:
         if not path.exists():
             raise DreamddError(f"no expert trajectories at {self.folder} (missing {MANIFEST}); train them first with "
                                "`dreamdd experts --dataset NAME --out DIR` and pass --set mtt.experts=DIR")
-        self.manifest = read_json(path)
-        if self.manifest.get("format") != FORMAT or not self.manifest.get("files"):
-            raise DreamddError(f"{path} is not a finished dreamdd expert manifest")
+        self.manifest = read_json(path, fix=f"train the experts again (`dreamdd experts --resume {self.folder}` "
+                                            "finishes a stopped training)")
+        if not isinstance(self.manifest, dict) or self.manifest.get("format") != FORMAT \
+                or not self.manifest.get("files") or not self.manifest.get("finished", "seconds" in self.manifest):
+            raise DreamddError(f"{path} is not a finished dreamdd expert manifest; finish the training with "
+                               f"`dreamdd experts --resume {self.folder}` or train the experts again")
         self.files = [self.folder / f for f in self.manifest["files"]]
+        for file in self.files:
+            recorded = (self.manifest.get("sha256") or {}).get(file.name)
+            if not file.exists() or (recorded is not None and sha256_file(file) != recorded):
+                raise DreamddError(f"{file} is missing or damaged (its sha256 does not match {MANIFEST}); train "
+                                   "the experts again")
         self.epochs = int(self.manifest["epochs"])
 
     def __len__(self) -> int:
@@ -135,20 +172,53 @@ class ExpertBuffer:
             return f.get_slice("trajectory")[epoch:epoch + 1][0]
 
 
-def experts(dataset: str, out: str | os.PathLike, *, experts: int = 5, epochs: int = 50, preset: str | None = None,
-            overrides: dict[str, Any] | None = None, seed: int | None = None, device: str | None = None,
-            data_root: str | None = None, quiet: bool = True) -> Path:
+EXPERTS_RESUME_ACCEPTS = "--device and --quiet"
+
+
+def experts(dataset: str | None = None, out: str | os.PathLike | None = None, *, experts: int | None = None,
+            epochs: int | None = None, preset: str | None = None, overrides: dict[str, Any] | None = None,
+            seed: int | None = None, device: str | None = None, data_root: str | None = None,
+            resume: str | os.PathLike | None = None, quiet: bool = True) -> Path:
     """Train MTT expert trajectories for `dataset` with the model and mtt.* settings of its preset (or `preset`)
-    and `overrides`; the same settings must be used when distilling with --set mtt.experts=OUT."""
+    and `overrides`; the same settings must be used when distilling with --set mtt.experts=OUT. `resume`
+    finishes a stopped training in its folder (accepting only `device` and `quiet`)."""
     from . import data as datasets
-    from .config import deep_update, resolve
+    from .config import deep_update, dump_yaml, resolve
     from .devices import resolve_device
-    named: dict[str, Any] = {}
-    if seed is not None:
-        named["seed"] = seed
-    if data_root is not None:
-        named["data"] = {"root": data_root}
-    config = resolve(dataset, None, preset, deep_update(named, overrides or {}))
-    data = datasets.load_configured(config)
-    log = (lambda message: None) if quiet else (lambda message: tqdm.write(message))
-    return train_experts(config, data, out, experts, epochs, resolve_device(device or config.device), quiet, log)
+    if resume is not None:
+        refuse_with_resume("experts", resume, EXPERTS_RESUME_ACCEPTS, dataset=dataset, out=out, experts=experts,
+                            epochs=epochs, preset=preset, overrides=overrides, seed=seed, data_root=data_root)
+        run = RunDir.existing(resume, "experts")
+    else:
+        if dataset is None or out is None:
+            raise DreamddError("experts needs --dataset and --out (or --resume DIR)")
+        named: dict[str, Any] = {}
+        if seed is not None:
+            named["seed"] = seed
+        if data_root is not None:
+            named["data"] = {"root": data_root}
+        config = resolve(dataset, None, preset, deep_update(named, overrides or {}))
+        experts, epochs = (5 if experts is None else experts), (50 if epochs is None else epochs)
+        if experts < 1 or epochs < 1:
+            raise DreamddError("experts need --experts >= 1 and --epochs >= 1")
+        run = RunDir.create(out, "experts", command="experts")
+    with run.locked(new=resume is None):
+        if resume is not None:
+            config = run_config(run)
+            request = run.request()
+            if run.summary().get("status") == "finished":
+                raise DreamddError(f"the experts in {run.path} are finished; nothing to resume")
+            try:
+                experts, epochs = int(request["experts"]), int(request["epochs"])
+            except (KeyError, TypeError, ValueError):
+                raise DreamddError(f"{run.file(REQUEST)} is damaged; train the experts again") from None
+        else:
+            write_json(run.file(REQUEST), {"command": "experts", "experts": experts, "epochs": epochs})
+            write_text(run.file(CONFIG), dump_yaml(config))
+        log = (lambda message: None) if quiet else (lambda message: tqdm.write(message))
+        with run.attempt(f"dreamdd experts --resume {run.path}", time.time()):
+            data = datasets.load_configured(config)
+            out = train_experts(config, data, run.path, experts, epochs,
+                                resolve_device(device or config.device), quiet, log)
+            write_json(run.file(SUMMARY), {"status": "finished", "experts": experts, "epochs": epochs})
+        return out

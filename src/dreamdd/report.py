@@ -20,10 +20,9 @@ from typing import Any, Iterable, Sequence
 
 from .errors import DreamddError
 from .plots import metric_label, plot_accuracy, plot_loss
-from .rundir import CONFIG, METRICS, SUMMARY, atomic_write
+from .rundir import CONFIG, GRID, METRICS, SUMMARY, RunDir, atomic_write
 
 METADATA = "metadata.json"   # as artifact.METADATA; not imported from there to keep this module light
-GRID = "grid.png"
 TABLE_GLOB = "eval_table*"
 RUN_FILES = (CONFIG, METRICS, SUMMARY, METADATA)
 
@@ -217,6 +216,8 @@ def load_run(path: str | os.PathLike, label: str | None = None) -> RunRecord:
         raise DreamddError(f"{path} is not a dreamdd run folder: it has none of {', '.join(RUN_FILES)}")
     problems: list[str] = []
     summary = _read_json(path / SUMMARY, problems)
+    if isinstance(summary, dict) and summary.get("status") == "running":
+        summary = RunDir(path).summary()   # "stopped" if no process writes it any more
     metadata = _read_json(path / METADATA, problems)
     config = path / CONFIG
     return RunRecord(path=path, label=label or path.resolve().name, events=_read_events(path / METRICS, problems),

@@ -14,6 +14,7 @@ import torch
 
 from .artifact import METADATA, TENSORS, Distilled, load_distilled
 from .errors import DreamddError
+from .rundir import CONFIG, load_weights_only
 
 IMAGE_KEYS = ("images", "image", "data", "x", "x_train", "img")
 LABEL_KEYS = ("labels", "label", "targets", "target", "y", "y_train")
@@ -29,10 +30,11 @@ def _pick(mapping: dict[str, Any], keys: Sequence[str], what: str, path: Path):
 
 def _from_pt(path: Path) -> tuple[torch.Tensor, torch.Tensor]:
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        obj = load_weights_only(path)
     except Exception as error:  # pickled code or a corrupt file: refuse, do not execute
-        raise DreamddError(f"{path} cannot be loaded safely (weights_only): {error}; save plain tensors "
-                           "(a dict with 'images' and 'labels', or a [images, labels] list)") from None
+        raise DreamddError(f"{path} cannot be loaded safely: it is damaged, empty, or holds more than tensors "
+                           f"({type(error).__name__}); save plain tensors (a dict with 'images' and 'labels', or "
+                           "an [images, labels] list)") from None
     if isinstance(obj, dict):
         return _pick(obj, IMAGE_KEYS, "images", path), _pick(obj, LABEL_KEYS, "labels", path)
     if isinstance(obj, (list, tuple)) and len(obj) >= 2:
@@ -42,23 +44,58 @@ def _from_pt(path: Path) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def _from_npz(path: Path) -> tuple[torch.Tensor, torch.Tensor]:
-    with np.load(path, allow_pickle=False) as npz:
-        content = {k: npz[k] for k in npz.files}
-    return (torch.from_numpy(np.asarray(_pick(content, IMAGE_KEYS, "images", path))),
-            torch.from_numpy(np.asarray(_pick(content, LABEL_KEYS, "labels", path))))
+    fix = "save the set with np.savez(path, images=..., labels=...) (numeric arrays, no objects)"
+    try:
+        loaded = np.load(path, allow_pickle=False)
+    except Exception as error:  # not a zip, a damaged one, a pickled .npy: numpy raises many kinds
+        raise DreamddError(f"{path} is not a readable .npz file ({type(error).__name__}: {error}); {fix}") from None
+    if not hasattr(loaded, "files"):
+        raise DreamddError(f"{path} holds a single array (an .npy renamed?), not images and labels; {fix}")
+    try:
+        with loaded as npz:
+            content = {k: npz[k] for k in npz.files}
+    except Exception as error:  # object arrays (pickle refused), damaged members
+        raise DreamddError(f"{path} could not be read ({type(error).__name__}: {error}); {fix}") from None
+    images, labels = (np.asarray(_pick(content, keys, what, path))
+                      for keys, what in ((IMAGE_KEYS, "images"), (LABEL_KEYS, "labels")))
+    for array, what in ((images, "images"), (labels, "labels")):
+        if not (np.issubdtype(array.dtype, np.number) or array.dtype == np.bool_):
+            raise DreamddError(f"{path}: {what} are {array.dtype}, not numbers; {fix}")
+    return torch.from_numpy(images), torch.from_numpy(labels)
+
+
+def is_class_folder(path: str | os.PathLike) -> bool:
+    """Whether `path` is a folder of class sub-folders of images (not a run folder or an artifact)."""
+    path = Path(path)
+    return path.is_dir() and not (path / TENSORS).exists() and not (path / CONFIG).exists()
 
 
 def _from_folder(path: Path, class_names: Sequence[str] | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Images labelled by their folder's name: a class name of the dataset, or a class number."""
     from .data.readers import read_class_folders
     x, y, folders = read_class_folders(path)
-    if class_names is not None:
-        lookup = {name: i for i, name in enumerate(class_names)} | {str(i): i for i in range(len(class_names))}
-        unknown = [f for f in folders if f not in lookup]
-        if unknown:
-            raise DreamddError(f"class folders {unknown} in {path} are neither class names of the dataset "
-                               f"({', '.join(class_names)}) nor class indices; rename them")
-        y = np.array([lookup[folders[i]] for i in y], dtype=np.int64)
-    return torch.from_numpy(x), torch.from_numpy(y)
+    names = list(class_names) if class_names is not None else []
+    lookup = {name: i for i, name in enumerate(names)}
+    for folder in folders:
+        if folder not in lookup and folder.isdigit() and (not names or int(folder) < len(names)):
+            lookup[folder] = int(folder)
+    unknown = [f for f in folders if f not in lookup]
+    if unknown:
+        known = f"class names of the dataset ({', '.join(names)}) nor " if names else ""
+        raise DreamddError(f"class folders {unknown} in {path} are neither {known}class numbers; rename them")
+    return torch.from_numpy(x), torch.from_numpy(np.array([lookup[folders[i]] for i in y], dtype=np.int64))
+
+
+def check_fits(distilled: Distilled, info) -> None:
+    """The set must fit the dataset that evaluates it: labels among its classes, images of its shape."""
+    labels = distilled.labels
+    if len(labels) and (int(labels.min()) < 0 or int(labels.max()) >= info.num_classes):
+        raise DreamddError(f"the set's labels range over {int(labels.min())}..{int(labels.max())}, but {info.name} "
+                           f"has classes 0..{info.num_classes - 1}; evaluate it with the dataset it was made for")
+    shape, want = tuple(distilled.images.shape[1:]), (info.channels, *info.image_size)
+    if shape != want:
+        raise DreamddError(f"the set's images are {shape} (C, H, W) but {info.name}'s are {want}; evaluate it with "
+                           "the dataset it was made for")
 
 
 def to_pixels(images: torch.Tensor, mean: Sequence[float] | None, std: Sequence[float] | None) -> torch.Tensor:
@@ -86,9 +123,9 @@ def load_source(path: str | os.PathLike, dataset: str | None = None, class_names
     """Load a distilled set from any supported source; non-dreamdd sources need `dataset` (whose test set
     evaluates them) and, when stored normalized, the mean and std they were normalized with."""
     path = Path(path)
-    if (path.is_dir() and (path / TENSORS).exists()) or (path.suffix == ".safetensors" and
-                                                         (path.parent / METADATA).exists()):
-        return load_distilled(path)
+    if (path.is_dir() and ((path / TENSORS).exists() or (path / CONFIG).exists())) or \
+            (path.suffix == ".safetensors" and (path.parent / METADATA).exists()):
+        return load_distilled(path)   # a run folder: its artifact, or why it has none
     if not path.exists():
         raise DreamddError(f"no distilled set at {path}: give a dreamdd run folder or artifact, a .pt or .npz "
                            "of images and labels, or a folder of class sub-folders of images")
@@ -103,7 +140,16 @@ def load_source(path: str | os.PathLike, dataset: str | None = None, class_names
         images, labels = _from_npz(path)
     else:
         raise DreamddError(f"{path}: unknown kind of file; use a dreamdd artifact, .pt, .npz or an image folder")
-    images, labels = torch.as_tensor(images), torch.as_tensor(labels).long().flatten()
+    try:
+        images, labels = torch.as_tensor(images), torch.as_tensor(labels)
+    except (TypeError, ValueError, RuntimeError) as error:
+        raise DreamddError(f"{path}: images and labels must be numeric arrays ({error})") from None
+    whole = not labels.is_floating_point() or bool(torch.isfinite(labels).all() and (labels == labels.round()).all())
+    if labels.is_complex() or labels.dtype == torch.bool or not whole or \
+            not (images.is_floating_point() or images.dtype == torch.uint8):
+        raise DreamddError(f"{path}: expected float or uint8 images and whole-number labels, got {images.dtype} "
+                           f"and {labels.dtype}{'' if whole else ' with fractions'}")
+    labels = labels.long().flatten()
     if images.dim() == 3:
         images = images.unsqueeze(1)
     if images.dim() != 4 or images.shape[0] != labels.shape[0]:

@@ -30,7 +30,7 @@ def fit(im, size: tuple[int, int]):
 
 def decode(path: str | os.PathLike, size: tuple[int, int] | None, mode: str = "RGB") -> np.ndarray:
     """The image at `path` as uint8 (C, H, W) in `mode` (RGB or L), fitted to `size` when given."""
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
 
     try:
         with Image.open(path) as im:
@@ -41,6 +41,6 @@ def decode(path: str | os.PathLike, size: tuple[int, int] | None, mode: str = "R
     except Image.DecompressionBombError as e:
         raise DreamddError(f"{path} declares more pixels than Pillow accepts ({e}); it is not a photograph of a "
                            f"dataset (a decompression bomb?): remove it") from e
-    except (UnidentifiedImageError, OSError, ValueError) as e:  # truncated data surfaces only when decoding
+    except Exception as e:  # damaged data surfaces only when decoding, as any error (a broken PNG chunk: SyntaxError)
         raise DreamddError(f"{path} could not be decoded as an image ({e}); remove or replace it") from e
     return a[None] if a.ndim == 2 else a.transpose(2, 0, 1)

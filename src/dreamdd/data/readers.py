@@ -36,28 +36,47 @@ class Splits:
 _IDX_DTYPES = {0x08: np.uint8}
 
 
+GZIP_MAX_RATIO = 1100  # deflate expands at most ~1032:1, so a gzip file cannot hold more than this times its size
+
+
 def read_idx(path: str | os.PathLike) -> np.ndarray:
-    """An idx file (gzipped or not, detected from its first bytes) as a numpy array of its declared shape."""
+    """An idx file (gzipped or not, detected from its first bytes) as a numpy array of its declared shape.
+
+    The header is checked against what the file can hold before the body is read, so a lying header costs
+    nothing (and a gzipped file is inflated only as far as its header promises)."""
     path = Path(path)
-    raw = path.read_bytes()
-    if raw[:2] == GZIP_MAGIC:
-        try:
-            raw = gzip.decompress(raw)
-        except (OSError, EOFError, zlib.error) as e:
-            raise DreamddError(f"{path} is a damaged gzip file ({e}); delete it and fetch it again") from e
-    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES or raw[3] == 0:
-        raise DreamddError(f"{path} is not an idx file of unsigned bytes (bad magic number {raw[:4].hex()}); "
-                           f"replace it with the original MNIST-format file")
-    ndim = raw[3]
-    header = 4 + 4 * ndim
-    if len(raw) < header:
-        raise DreamddError(f"{path} is truncated (header incomplete); replace it with the original file")
-    shape = tuple(int.from_bytes(raw[4 + 4 * i:8 + 4 * i], "big") for i in range(ndim))
-    expected = int(np.prod(shape, dtype=np.int64))
-    if len(raw) - header != expected:
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        gzipped = f.read(2) == GZIP_MAGIC
+    try:
+        with (gzip.open(path, "rb") if gzipped else open(path, "rb")) as f:
+            magic = f.read(4)
+            if len(magic) < 4 or magic[0] != 0 or magic[1] != 0 or magic[2] not in _IDX_DTYPES or magic[3] == 0:
+                raise DreamddError(f"{path} is not an idx file of unsigned bytes (bad magic number {magic.hex()}); "
+                                   f"replace it with the original MNIST-format file")
+            ndim = magic[3]
+            dims = f.read(4 * ndim)
+            if len(dims) < 4 * ndim:
+                raise DreamddError(f"{path} is truncated (header incomplete); replace it with the original file")
+            shape = tuple(int.from_bytes(dims[4 * i:4 * i + 4], "big") for i in range(ndim))
+            expected = 1
+            for d in shape:
+                expected *= d   # Python integers: no overflow
+            header = 4 + 4 * ndim
+            possible = size * GZIP_MAX_RATIO if gzipped else size - header
+            if expected > possible or (not gzipped and expected != possible):
+                raise DreamddError(f"{path} declares shape {shape} ({expected} bytes of data) but "
+                                   f"{'cannot hold that many' if gzipped else f'holds {possible}'}; the file is "
+                                   f"truncated or corrupt, replace it with the original")
+            body = f.read(expected + 1)
+    except (OSError, EOFError, zlib.error) as e:
+        raise DreamddError(f"{path} is a damaged {'gzip' if gzipped else 'idx'} file ({e}); delete it and fetch "
+                           "it again") from e
+    if len(body) != expected:
         raise DreamddError(f"{path} declares shape {shape} ({expected} bytes of data) but holds "
-                           f"{len(raw) - header}; the file is truncated or corrupt, replace it with the original")
-    return np.frombuffer(raw, dtype=_IDX_DTYPES[raw[2]], offset=header).reshape(shape)
+                           f"{'more' if len(body) > expected else len(body)}; the file is truncated or corrupt, "
+                           f"replace it with the original")
+    return np.frombuffer(body, dtype=_IDX_DTYPES[magic[2]]).reshape(shape)
 
 
 def read_idx_images(path: str | os.PathLike) -> np.ndarray:
@@ -221,18 +240,26 @@ def read_svhn_mat(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
 
 # -------------------------------------------------------------------------------------------- image folder
 
+def _inside(entry: Path, folder: Path) -> Path:
+    """`entry`, unless it is a link leading out of `folder` (which is refused: a dataset reads only itself)."""
+    if entry.is_symlink() and not entry.resolve().is_relative_to(folder.resolve()):
+        raise DreamddError(f"{entry} is a link to {entry.resolve()}, outside {folder}; copy the file in or remove "
+                           "the link")
+    return entry
+
+
 def _image_files(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir()
+    return sorted(_inside(p, folder) for p in folder.iterdir()
                   if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_SUFFIXES)
 
 
 def _class_dirs(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+    return sorted(_inside(p, folder) for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
 def _survey(files: list[Path], image_size: tuple[int, int] | None, folder: Path) -> str:
     """Check every file opens as an image (headers only) and return the common mode: L if all gray, else RGB."""
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
 
     modes, sizes = set(), set()
     for f in files:
@@ -240,8 +267,11 @@ def _survey(files: list[Path], image_size: tuple[int, int] | None, folder: Path)
             with Image.open(f) as im:
                 modes.add(im.mode)
                 sizes.add(im.size)  # (width, height)
-        except (UnidentifiedImageError, OSError) as e:
+        except Exception as e:  # PIL raises many kinds (OSError, SyntaxError, DecompressionBombError, ...)
             raise DreamddError(f"{f} could not be read as an image ({e}); remove it from {folder}") from e
+        if im.size[0] * im.size[1] > Image.MAX_IMAGE_PIXELS:   # a decompression bomb, or no dataset image
+            raise DreamddError(f"{f} claims {im.size[0]} x {im.size[1]} pixels, more than the {Image.MAX_IMAGE_PIXELS}"
+                               f" an image may have; remove it from {folder}")
     if image_size is None and len(sizes) > 1:
         shown = ", ".join(f"{h}x{w}" for w, h in sorted(sizes)[:5])
         raise DreamddError(f"the images in {folder} have different sizes ({shown}{', ...' if len(sizes) > 5 else ''}"
