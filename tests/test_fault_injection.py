@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from dreamdd import faults
 from dreamdd.cli import main
@@ -77,7 +78,10 @@ def references(tmp_path_factory):
 
 
 def kill_and_resume(command: str, point: str, folder: Path) -> None:
-    env = dict(os.environ, PYTHONPATH=str(SRC), OMP_NUM_THREADS="1", DREAMDD_KILL_AT=point)
+    # the killed process computes with as many threads as this one, which runs the reference and the resume:
+    # float reductions, and so the bytes, depend on the thread count
+    env = dict(os.environ, PYTHONPATH=str(SRC), OMP_NUM_THREADS=str(torch.get_num_threads()),
+               DREAMDD_KILL_AT=point)
     killed = subprocess.run([sys.executable, "-m", "dreamdd", *run_argv(command, folder)], env=env,
                             capture_output=True, text=True, timeout=600)
     assert killed.returncode == -signal.SIGKILL, f"{point} was not reached: {killed.stderr[-2000:]}"

@@ -250,10 +250,16 @@ def test_image_lr_of_fashion_mnist_follows_the_authors_base_size():
     assert config.image_lr(28) == pytest.approx(1e-4 * (28 / 32) ** 2)
 
 
-def test_experts_default_to_mtt_epochs():
-    import inspect
-    from dreamdd.experts import experts
-    assert inspect.signature(experts).parameters["epochs"].default == 50
+def test_experts_default_to_mtt_epochs(tmp_path, monkeypatch):
+    from dreamdd import experts as module
+    asked = {}
+
+    def record(config, data, out, experts, epochs, *args, **kwargs):
+        asked["epochs"] = epochs
+        return out
+    monkeypatch.setattr(module, "train_experts", record)
+    module.experts("digits", tmp_path / "experts")
+    assert asked["epochs"] == 50
 
 
 def test_dreamplus_initialisation_network_is_warmed_up_on_real_data():
