@@ -92,3 +92,23 @@ def test_report_warns_when_overlaid_losses_come_from_different_methods(tmp_path)
     b = _write(tmp_path / "b", loss, metadata={"method": "dm"})
     html = write_report([a, b], tmp_path / "r.html")[0].read_text()
     assert "losses of different methods (dm, idc)" in html
+
+
+def test_own_data_is_found_by_name_under_the_data_root_and_again_from_anywhere(letters, tmp_path, monkeypatch,
+                                                                                capsys):
+    root = tmp_path / "root"
+    root.mkdir()
+    letters.rename(root / "usps.npz")
+    assert main(["datasets", "--data-root", str(root)]) == 0
+    assert "usps" in capsys.readouterr().out
+    overrides = dict(TINY, distill=dict(TINY["distill"], eval_every=0))
+    for name in ("usps", "usps.npz"):
+        result = dreamdd.distill(name, 2, data_root=str(root), out=tmp_path / f"run-{name}", quiet=True,
+                                 overrides=overrides, evaluate=False)
+        split = json.loads((result.path / "metadata.json").read_text())["split"]
+        assert split["dataset"] == str((root / "usps.npz").resolve())
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    again = dreamdd.evaluate(result.path, repeats=1, epochs=1)
+    assert 0 <= again["test_last_mean"] <= 100

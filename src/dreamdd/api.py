@@ -370,7 +370,8 @@ def _select_in(run: RunDir, config: Config, request: dict[str, Any], quiet: bool
                     "selector": method, "init": None, "seed": seed, "feature_epochs": feature_epochs,
                     "model": {"name": config.model.name, **model_options(config)}, "val_size": data.val_size,
                     "train_indices": indices.tolist(),
-                    "split": {"dataset": config.data.dataset, "root": config.data.root,
+                    "split": {"dataset": datasets.dataset_reference(config.data.dataset, config.data.root),
+                              "root": str(Path(config.data.root).expanduser().absolute()),
                               "val_size": config.data.val_size, "seed": seed}}
         distilled = Distilled(images, labels, metadata)
         if evaluate:

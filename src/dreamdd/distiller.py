@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import platform
 import time
+from pathlib import Path
 from typing import Any, Callable
 
 import torch
@@ -14,7 +15,7 @@ from tqdm.auto import tqdm
 from . import __version__
 from .artifact import Distilled, save_distilled
 from .config import Config, fingerprint
-from .data import LoadedDataset
+from .data import LoadedDataset, dataset_reference
 from .errors import DreamddError
 from .evaluation import evaluate_images
 from .image_optimizer import ImageSGD
@@ -159,7 +160,8 @@ class Distiller:
                 "image_space": self.method.image_space, "clamped": self.method.clamps,
                 "model": {"name": cfg.model.name, **model_options(cfg)}, "seed": cfg.seed,
                 "iterations": completed, "preset": cfg.preset, "val_size": self.data.val_size,
-                "split": {"dataset": cfg.data.dataset, "root": cfg.data.root, "val_size": cfg.data.val_size,
+                "split": {"dataset": dataset_reference(cfg.data.dataset, cfg.data.root),
+                          "root": str(Path(cfg.data.root).expanduser().absolute()), "val_size": cfg.data.val_size,
                           "seed": cfg.seed},
                 "recipe": dataclasses.asdict(cfg.eval),
                 "method_info": self.method.metadata(),

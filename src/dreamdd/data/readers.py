@@ -275,7 +275,7 @@ def _survey(files: list[Path], image_size: tuple[int, int] | None, folder: Path)
     if image_size is None and len(sizes) > 1:
         shown = ", ".join(f"{h}x{w}" for w, h in sorted(sizes)[:5])
         raise DreamddError(f"the images in {folder} have different sizes ({shown}{', ...' if len(sizes) > 5 else ''}"
-                           f"); pass image_size=(H, W) to resize them all to one size")
+                           f"); pass --image-size S (data.image_size) to resize them all to one size")
     return "L" if modes <= GRAY_MODES else "RGB"
 
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import itertools
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -335,7 +336,7 @@ def list_datasets(root: str | os.PathLike = "data") -> list[dict[str, Any]]:
         path = located[0] if located else root / spec.folders[0]
         out.append({"name": spec.name, "present": located is not None, "path": str(_abs(path)),
                     "description": spec.description})
-    return out
+    return out + list_user_datasets(root)
 
 
 # --------------------------------------------------------------------------------------------------- load
@@ -491,7 +492,7 @@ def load(name: str | os.PathLike, root: str | os.PathLike = "data", val_size: fl
             raise DreamddError(f"{folder} has label {bad}, but {spec.name} has {info.num_classes} classes; "
                                f"replace the files with the originals")
     else:
-        path = Path(name).expanduser()
+        path = user_dataset(name, root_path) or Path(name).expanduser()
         if path.is_dir():
             splits = readers.read_image_folder(path, size)
             label = path.resolve().name
@@ -548,6 +549,59 @@ def _load_stored(spec: DatasetSpec, root: Path, size: tuple[int, int] | None, qu
                                rows=torch.from_numpy(rows)))
     what = f"classes of {index['dataset']}'s store " if whole is not None else ""
     return info, banks[0], banks[1], f"{_abs(store.path)} ({what}prepared from {index['source']['folder']})"
+
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+
+
+def user_dataset(name: str | os.PathLike, root: str | os.PathLike = "data") -> Path | None:
+    """A user's dataset by name or path: the path as given (absolute, or relative to the working directory),
+    else NAME/ or NAME.npz under the data root; None when there is none (or NAME is a registered dataset)."""
+    given = Path(name).expanduser()
+    if _spec(str(name)) is not None:
+        return None
+    candidates = [given] if given.is_absolute() else [given, Path(root).expanduser() / given]
+    if given.suffix.lower() != ".npz" and not given.is_absolute():
+        candidates.append(Path(root).expanduser() / f"{given}.npz")
+    for path in candidates:
+        if path.is_dir() or (path.suffix.lower() == ".npz" and path.is_file()):
+            return path
+    return None
+
+
+def _looks_like_image_folder(folder: Path) -> bool:
+    """Class sub-folders (directly, or under train/) holding images, judged by their first entries."""
+    top = folder / "train" if (folder / "train").is_dir() else folder
+    for sub in sorted(p for p in top.iterdir() if p.is_dir())[:3]:
+        if any(f.suffix.lower() in IMAGE_SUFFIXES for f in itertools.islice(sub.iterdir(), 20)):
+            return True
+    return False
+
+
+def dataset_reference(name: str | os.PathLike, root: str | os.PathLike = "data") -> str:
+    """What finds a run's dataset again from any working directory: a registered name as it is, a user's dataset
+    as its absolute path."""
+    path = user_dataset(name, root)
+    return str(path.resolve()) if path is not None else str(name)
+
+
+def list_user_datasets(root: str | os.PathLike = "data") -> list[dict[str, Any]]:
+    """The user's datasets under the data root: NAME.npz files and NAME/ image folders (not a registered
+    dataset's folder or a prepared store)."""
+    root = Path(root).expanduser()
+    if not root.is_dir():
+        return []
+    taken = {folder.split("/")[0].lower() for spec in SPECS.values() for folder in spec.folders} | {"prepared"}
+    out = []
+    for path in sorted(root.iterdir()):
+        if path.name.lower() in taken or path.name.startswith("."):
+            continue
+        if path.is_file() and path.suffix.lower() == ".npz":
+            out.append({"name": path.stem, "present": True, "path": str(_abs(path)), "description": "your .npz"})
+        elif path.is_dir() and _looks_like_image_folder(path):
+            out.append({"name": path.name, "present": True, "path": str(_abs(path)),
+                        "description": "your image folder"})
+    return out
 
 
 def _unknown(name: str, path: Path) -> DreamddError:
