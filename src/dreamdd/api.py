@@ -124,8 +124,9 @@ def _distill_in(run: RunDir, config: Config, state: dict[str, Any] | None, evalu
         data = load_data(config, quiet=quiet)
         log(f"data: {data.info.name} from {data.source}: {len(data.train)} train / {data.val_size} validation / "
             f"{len(data.test)} test images")
+        initial = None
         if budget_seconds is not None:
-            config, plan = plan_budget(config, data, torch_device, budget_seconds, log, quiet)
+            config, plan, initial = plan_budget(config, data, torch_device, budget_seconds, log, quiet)
             write_json(run.file(BUDGET), plan)
             write_text(run.file(CONFIG), dump_yaml(config))
         distiller = Distiller(config, data, torch_device, run, quiet, log=log)
@@ -133,7 +134,7 @@ def _distill_in(run: RunDir, config: Config, state: dict[str, Any] | None, evalu
             distilled = load_distilled(run.path)
             distiller.timings = Timings.restored(state["timings"] if state else {})
         else:
-            distilled = distiller.run(resume=state, final_eval=evaluate)
+            distilled = distiller.run(resume=state, final_eval=evaluate, initial=initial)
             save_distilled(run.path, distilled)
         save_grid(run.file(GRID), distilled.images, distilled.labels, data.info.class_names,
                   title=f"{data.info.name}, IPC {config.synth.ipc}, {config.select.selector}")

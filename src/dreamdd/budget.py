@@ -88,9 +88,10 @@ def _score(config: Config, data: LoadedDataset, device: torch.device, images: to
 
 
 def plan_budget(config: Config, data: LoadedDataset, device: torch.device, seconds: float,
-                log: Callable[[str], None], quiet: bool = True) -> tuple[Config, dict[str, Any]]:
-    """The config for a run of `seconds` of loop time (horizon and image lr chosen as the module says) and the
-    plan that explains it."""
+                log: Callable[[str], None], quiet: bool = True) -> tuple[Config, dict[str, Any], torch.Tensor]:
+    """The config for a run of `seconds` of loop time (horizon and image lr chosen as the module says), the plan
+    that explains it, and the initial set the probes started from (the run starts from it too, instead of
+    building it again)."""
     if not len(data.val):
         raise DreamddError("--budget scores its learning-rate probes on the validation split; keep "
                            "data.val_size above 0")
@@ -156,4 +157,4 @@ def plan_budget(config: Config, data: LoadedDataset, device: torch.device, secon
         f"validation split after {probe_iterations} probe iteration(s) (initial set {initial_score:.2f}; "
         + ", ".join(f"x{c['multiple']:g}: {c['val_mean']:.2f}" for c in candidates)
         + "); the final evaluation comes on top of the budget")
-    return planned, plan
+    return planned, plan, initial
