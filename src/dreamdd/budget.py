@@ -30,6 +30,7 @@ from .data import LoadedDataset
 from .distiller import Distiller, eval_model
 from .errors import DreamddError
 from .evaluation import evaluate_images
+from .methods import dc_loops
 from .synthetic import SyntheticSet
 
 LR_FACTORS = (1.0, 3.0, 10.0, 30.0)
@@ -55,6 +56,16 @@ def parse_duration(text: str) -> float:
     if seconds <= 0:
         raise DreamddError("--budget must be a positive duration")
     return seconds
+
+
+def _configured_steps(config: Config) -> int | None:
+    """The inner steps of one of the preset's outer iterations, for methods that have such a setting (DC's
+    outer_loop left empty follows its rule by IPC)."""
+    if config.match.method not in INNER_STEPS:
+        return None
+    section, key = INNER_STEPS[config.match.method]
+    value = getattr(getattr(config, section), key)
+    return value if value is not None else dc_loops(config.synth.ipc)[0]
 
 
 def _with_steps(config: Config, steps: int | None) -> Config:
@@ -96,10 +107,10 @@ def plan_budget(config: Config, data: LoadedDataset, device: torch.device, secon
         raise DreamddError("--budget scores its learning-rate probes on the validation split; keep "
                            "data.val_size above 0")
     started = time.perf_counter()
-    full_steps = Distiller(config, data, device, quiet=True).method.steps_per_iteration()
-    probe_steps = min(full_steps, PROBE_STEPS) if config.match.method in INNER_STEPS else None
-
+    configured = _configured_steps(config)
+    probe_steps = min(configured, PROBE_STEPS) if configured is not None else None
     timing = Distiller(_probe_config(config, 1, probe_steps, None), data, device, quiet=True)
+    full_steps = configured if configured is not None else timing.method.steps_per_iteration()
     initial = timing.initial_set().images.detach().clone()
     timing.run(initial=initial, final_eval=False)
     t = timing.timings
