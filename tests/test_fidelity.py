@@ -266,7 +266,7 @@ def test_dreamplus_initialisation_network_is_warmed_up_on_real_data():
     config = resolve("digits", 2, "dreamplus", overrides=tiny("dreamplus", model=TINY["model"]))
     distiller = Distiller(config, load_data(config), torch.device("cpu"))
     warm = distiller.method.init_network()
-    cold = distiller.network("init")
+    cold = distiller.context.network("init")
     assert any(not torch.equal(a, b) for a, b in zip(warm.state_dict().values(), cold.state_dict().values()))
 
 

@@ -69,7 +69,7 @@ def test_method_lowers_its_own_loss(method, expert_dir):
         distiller = Distiller(config, data, torch.device("cpu"))
         synthetic = SyntheticSet(images, data.info.num_classes, config.synth.factor)
         frozen = torch.optim.SGD([synthetic.images], lr=0.0)
-        return distiller.method.outer_iteration(0, synthetic, frozen, lambda n: None)
+        return distiller.method.outer_iteration(0, synthetic, frozen)
 
     start = Distiller(config, data, torch.device("cpu")).initial_set().images.detach()
     before = probe(start)

@@ -15,9 +15,9 @@ from . import data as datasets
 from .artifact import (TENSORS, Distilled, artifact_problem, learned_eval_settings, load_distilled,
                        save_distilled)
 from .config import (OWN_DATA_PRESET, Config, EvalConfig, deep_update, default_preset, dump_yaml, fingerprint,
-                     load_preset, merge, protocol_eval, resolve, validate)
+                     load_preset, merge, model_options, protocol_eval, resolve, validate)
 from .devices import resolve_device
-from .distiller import Distiller, Timings, model_options
+from .distiller import Distiller
 from .budget import parse_duration, plan_budget
 from .coreset import feature_network, select_coreset
 from .errors import DreamddError
@@ -26,6 +26,7 @@ from .plots import save_grid
 from .rundir import (CONFIG, GRID, LOG, REQUEST, SUMMARY, RunDir, refuse_with_resume, run_config, write_json,
                      write_text)
 from .sources import check_fits, is_class_folder, load_source
+from .timing import Timings
 
 BUDGET = "budget.json"   # the --budget plan: probes, measured times, the chosen horizon and image lr
 

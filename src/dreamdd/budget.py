@@ -25,9 +25,9 @@ from typing import Any, Callable
 
 import torch
 
-from .config import Config
+from .config import Config, eval_model
 from .data import LoadedDataset
-from .distiller import Distiller, eval_model
+from .distiller import Distiller
 from .errors import DreamddError
 from .evaluation import evaluate_images
 from .methods import dc_loops

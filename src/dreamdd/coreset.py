@@ -6,7 +6,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from .config import Config
+from .config import Config, model_options
 from .data import LoadedDataset
 from .errors import DreamddError
 from .seeding import generator
@@ -19,7 +19,6 @@ CORESET_METHODS = ("random", "herding", "kcenter", "representative")
 def feature_network(config: Config, data: LoadedDataset, device: torch.device, epochs: int,
                     quiet: bool = True) -> nn.Module:
     """The distillation model trained `epochs` epochs on the real training split (its features rank samples)."""
-    from .distiller import model_options
     info = data.info
     net = build_network(config.model.name, info.num_classes, info.channels, info.image_size,
                         model_options(config), config.seed, "coreset-features", device=device)

@@ -1,12 +1,13 @@
 """The Distiller: the loop every method shares (synthetic set, image optimizer, outer-iteration counter,
 checkpoints, evaluation, records) with a pluggable Method (IDC, DC, DSA, DM, MTT, DREAM+) and selector
-(random, or representative = DREAM)."""
+(random, or representative = DREAM). A method sees the loop only as a MethodContext (LoopContext here)."""
 from __future__ import annotations
 
 import dataclasses
 import platform
 import time
 from pathlib import Path
+from contextlib import AbstractContextManager
 from typing import Any, Callable
 
 import torch
@@ -14,7 +15,7 @@ from tqdm.auto import tqdm
 
 from . import __version__
 from .artifact import Distilled, save_distilled
-from .config import Config, fingerprint
+from .config import Config, eval_model, fingerprint, model_options
 from .data import LoadedDataset, dataset_reference
 from .errors import DreamddError
 from .evaluation import evaluate_images
@@ -26,21 +27,7 @@ from .selection import create_selector
 from .synthetic import SyntheticSet, initial_images
 from .tables import accuracy_text
 from .timing import Timings
-from .training import build_network, make_augment
-
-
-def model_options(config: Config) -> dict[str, Any]:
-    """The model's keyword settings that the config sets (None means: the model's default)."""
-    m = config.model
-    return {k: v for k, v in {"width": m.width, "depth": m.depth, "norm": m.norm, "pooling": m.pooling}.items()
-            if v is not None}
-
-
-def eval_model(config: Config) -> tuple[str, dict[str, Any]]:
-    """The evaluation network: the distillation model unless eval.model names another (with its defaults)."""
-    if config.eval.model in (None, config.model.name):
-        return config.model.name, model_options(config)
-    return config.eval.model, {}
+from .training import build_network, make_augment, train_step
 
 
 def room_for_another(elapsed: float, last_iteration: float, max_minutes: float | None) -> bool:
@@ -48,6 +35,84 @@ def room_for_another(elapsed: float, last_iteration: float, max_minutes: float |
     (None: no budget), so that a run given M minutes finishes within M minutes rather than overshooting by up to
     one outer iteration."""
     return max_minutes is None or elapsed + last_iteration <= 60 * max_minutes
+
+
+class LoopContext:
+    """The loop as its Method sees it (methods.MethodContext): settings, data, fresh networks, the selector's real
+    batches, the image step, training on real data, the stopwatch and the random stream of each outer iteration."""
+
+    def __init__(self, config: Config, data: LoadedDataset, device: torch.device, classes: list[int], selector,
+                 log: Callable[[str], None]):
+        self.config, self.data, self.device, self.classes = config, data, device, classes
+        self.selector = selector
+        self.log = log
+        self.timings = Timings()
+        self.progress: Callable[[int], Any] = lambda steps: None    # the loop's progress bar, while it runs
+        self.net_augment = make_augment(config.distill.net_augment, config.distill.net_augment_mode)
+
+    def network(self, *keys: object) -> torch.nn.Module:
+        """A freshly initialised distillation network whose weights depend only on (seed, keys)."""
+        info = self.data.info
+        return build_network(self.config.model.name, info.num_classes, info.channels, info.image_size,
+                             model_options(self.config), self.config.seed, *keys, device=self.device)
+
+    def rng(self, it: int) -> torch.Generator:
+        return generator(self.config.seed, "outer", it)
+
+    def timed(self, part: str) -> AbstractContextManager[None]:
+        return self.timings.part(part)
+
+    def inner_step_done(self) -> None:
+        self.timings.inner_iterations += 1
+        self.progress(1)
+
+    def real(self, indices: torch.Tensor) -> torch.Tensor:
+        """Normalized real training images on the compute device."""
+        return self.data.info.normalize(self.data.train.batch(indices, self.device))
+
+    def real_batch(self, c: int, n: int, net: torch.nn.Module | None,
+                   g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        bank = self.data.train
+        with self.timings.part("select"):
+            idx = self.selector.select(c, bank.class_indices(c), n, net=net, images_fn=self.real, generator=g)
+        real = self.real(idx)
+        return real, torch.full((real.shape[0],), c, dtype=torch.long, device=real.device)
+
+    def paired_batches(self, c: int, net: torch.nn.Module | None, synthetic: SyntheticSet, g: torch.Generator,
+                       n_real: int, augment=None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        real, real_labels = self.real_batch(c, n_real, net, g)
+        syn, syn_labels = synthetic.sample(c, self.config.synth.max_per_class, g)
+        syn = self.data.info.normalize(syn)
+        if augment is not None:
+            both = augment(torch.cat([real, syn]), g, shared=True)
+            real, syn = both[: real.shape[0]], both[real.shape[0]:]
+        return real, real_labels, syn, syn_labels
+
+    def image_step(self, loss: torch.Tensor, image_optimizer: torch.optim.Optimizer, it: int, where: str = "",
+                   extra: torch.optim.Optimizer | None = None) -> float:
+        if not torch.isfinite(loss):
+            raise DreamddError(f"the matching loss became {float(loss.detach())} at outer iteration {it}{where}; "
+                               "lower the image learning rate (--set synth.lr=...) or check the data")
+        with self.timings.part("match"):
+            image_optimizer.zero_grad(set_to_none=True)
+            if extra is not None:
+                extra.zero_grad(set_to_none=True)
+            loss.backward()
+            image_optimizer.step()
+            if extra is not None:
+                extra.step()
+        return float(loss.detach())
+
+    def train_on_real(self, net: torch.nn.Module, optimizer: torch.optim.Optimizer, g: torch.Generator,
+                      n_images: int) -> None:
+        cfg, bank, info = self.config.distill, self.data.train, self.data.info
+        seen = 0
+        with self.timings.part("network"):
+            while seen < n_images:
+                idx = bank.sample(min(cfg.net_batch, n_images - seen), g)
+                train_step(net, optimizer, self.real(idx), bank.labels[idx].to(self.device), info.num_classes, g,
+                           self.net_augment, cfg.cutmix_prob)
+                seen += len(idx)
 
 
 class Distiller:
@@ -60,13 +125,19 @@ class Distiller:
         self.info = data.info
         self.classes = list(range(self.info.num_classes)) if classes is None else list(classes)
         self.log = log or (lambda message: None)
-        self.timings = Timings()
         self._check_sizes()
         self.selector = self._selector(config.select.selector)
-        self.match_augment = make_augment(config.match.augment, config.match.augment_mode)
-        self.net_augment = make_augment(config.distill.net_augment, config.distill.net_augment_mode)
         self.image_lr = config.image_lr(self.info.image_size[0])
-        self.method = create_method(config.match.method, self)
+        self.context = LoopContext(config, data, device, self.classes, self.selector, self.log)
+        self.method = create_method(config.match.method, self.context)
+
+    @property
+    def timings(self) -> Timings:
+        return self.context.timings
+
+    @timings.setter
+    def timings(self, value: Timings) -> None:
+        self.context.timings = value
 
     # ---- set-up ------------------------------------------------------------------------------------------
     def _check_sizes(self) -> None:
@@ -88,18 +159,6 @@ class Distiller:
         return create_selector("dream", per_cluster=s.per_cluster, interval=s.interval, pool_size=s.pool_size,
                                kmeans_init=s.kmeans_init, max_iter=s.kmeans_iter, tol=s.kmeans_tol)
 
-    def network(self, *keys: object) -> torch.nn.Module:
-        """A freshly initialised distillation network whose weights depend only on (seed, keys)."""
-        return build_network(self.config.model.name, self.info.num_classes, self.info.channels,
-                             self.info.image_size, model_options(self.config), self.config.seed, *keys,
-                             device=self.device)
-
-    _network = network
-
-    def real(self, indices: torch.Tensor) -> torch.Tensor:
-        """Normalized real training images on the compute device."""
-        return self.info.normalize(self.data.train.batch(indices, self.device))
-
     def initial_set(self) -> SyntheticSet:
         """Noise, random real images, or representative real images (k-means on a fresh network's features)."""
         cfg = self.config
@@ -116,7 +175,7 @@ class Distiller:
                        dynamic_ncols=True, leave=False)
 
             def choose(c: int, n: int) -> torch.Tensor:
-                idx = selector.select(c, bank.class_indices(c), n, net=net, images_fn=self.real, generator=g)
+                idx = selector.select(c, bank.class_indices(c), n, net=net, images_fn=self.context.real, generator=g)
                 bar.update(1)
                 return bank.batch(idx, self.device)
         images = initial_images(init, self.info.num_classes, cfg.synth.ipc, cfg.synth.factor,
@@ -208,12 +267,15 @@ class Distiller:
         steps = self.method.steps_per_iteration()
         bar = tqdm(total=cfg.distill.iterations * steps, initial=start * steps,
                    desc="distill", unit="inner", disable=self.quiet, dynamic_ncols=True)
+        self.context.progress = bar.update
         done = start
         for it in range(start, cfg.distill.iterations):
             t0 = time.perf_counter()
             if self.method.clamps:
                 synthetic.clamp_()
-            loss = self.method.outer_iteration(it, synthetic, image_optimizer, bar.update)
+            if self.method.reselects_every_iteration:
+                self.selector.reset()         # the matching network is new: cached choices are stale
+            loss = self.method.outer_iteration(it, synthetic, image_optimizer)
             bar.set_postfix(outer=it + 1, loss=f"{loss:.4g}")
             event = {"event": "iteration", "iteration": it + 1, "loss": loss, "seconds": time.perf_counter() - t0}
             self._record(event)
@@ -239,6 +301,7 @@ class Distiller:
                               "elapsed": self.timings.elapsed})
                 break
         bar.close()
+        self.context.progress = lambda steps: None
         self.timings.extra.update(self.selector.timings())
         if self.method.clamps:
             synthetic.clamp_()

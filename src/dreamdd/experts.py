@@ -18,7 +18,7 @@ from safetensors.torch import save_file
 from torch import nn
 from tqdm.auto import tqdm
 
-from .config import Config
+from .config import Config, model_options
 from .errors import DreamddError
 from .rundir import (CONFIG, REQUEST, SUMMARY, RunDir, atomic_write, read_json, refuse_with_resume, run_config,
                      sha256_file, write_json, write_text)
@@ -35,7 +35,6 @@ def flat_parameters(net: nn.Module) -> torch.Tensor:
 
 
 def model_record(config: Config) -> dict[str, Any]:
-    from .distiller import model_options
     return {"name": config.model.name, **model_options(config)}
 
 
@@ -84,7 +83,6 @@ def train_experts(config: Config, data, out: str | os.PathLike, experts: int, ep
     out.mkdir(parents=True, exist_ok=True)
     log = log or (lambda message: None)
     info, bank, m = data.info, data.train, config.mtt
-    from .distiller import model_options
     manifest: dict[str, Any] = {
         "format": FORMAT, "format_version": 2, "dataset": info.to_dict(),
         "split": {"dataset": config.data.dataset, "root": config.data.root, "val_size": config.data.val_size,

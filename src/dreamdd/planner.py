@@ -15,11 +15,10 @@ from typing import Any
 
 import torch
 
-from .config import Config
+from .config import Config, model_options
 from .data import registry
 from .data import store as stores
 from .devices import resolve_device
-from .distiller import model_options
 from .training import build_network
 
 # (train, test) images of the registered datasets as published (used when no prepared store says otherwise)

@@ -1,15 +1,13 @@
 """DC (Zhao, Mopuri and Bilen, ICLR 2021) and DSA (Zhao and Bilen, ICML 2021): per-layer gradient matching with
-DC's distance over all parameters; per outer iteration a fresh network, `outer_loop` rounds of {one image step
-on the loss summed over classes, then the network trained on the synthetic set for `inner_loop` epochs}.
+DC's distance over all parameters; per outer iteration a fresh network and `outer_loop` rounds (DC's own name,
+from its code; in dreamdd's terms the inner steps of one outer iteration) of {one image step on the loss summed
+over classes, then the network trained on the synthetic set for `inner_loop` epochs}.
 DSA is DC with differentiable siamese augmentation (dc.augment) of the real and synthetic batches, and the same
 augmentation per sample when the network trains on the synthetic set; DC uses none."""
 from __future__ import annotations
 
-from typing import Any, Callable
-
 import torch
 
-from ..seeding import generator
 from ..training import make_augment, sgd, train_step
 from .base import Method, register_method
 from .gradient import GradientMatching
@@ -28,8 +26,8 @@ class DC(Method):
     image_space = "normalized"   # DC's main.py learns the normalized images and never clamps them
     clamps = False
 
-    def __init__(self, host):
-        super().__init__(host)
+    def __init__(self, ctx):
+        super().__init__(ctx)
         cfg = self.config
         self.objective = GradientMatching(cfg.dc.metric, cfg.dc.parameters)
         self.augment = self.make_augment()
@@ -46,37 +44,36 @@ class DC(Method):
     def train_on_synthetic(self, net, optimizer, synthetic, g: torch.Generator) -> None:
         """`inner_loop` epochs of the network on a detached copy of the decoded synthetic set (DC's `epoch`),
         with DSA per-sample augmentation for DSA (dc.augment), none for DC."""
-        host, cfg = self.host, self.config
-        with host.timings.part("network"):
+        ctx, cfg = self.ctx, self.config
+        info = ctx.data.info
+        with ctx.timed("network"):
             images, labels = synthetic.decoded()
-            images, labels = host.info.normalize(images), labels.to(images.device)
+            images, labels = info.normalize(images), labels.to(images.device)
             for _ in range(self.inner_loop):
                 order = torch.randperm(images.shape[0], generator=g).to(images.device)
                 for start in range(0, images.shape[0], cfg.dc.batch_train):
                     idx = order[start:start + cfg.dc.batch_train]
-                    train_step(net, optimizer, images[idx], labels[idx], host.info.num_classes, g,
+                    train_step(net, optimizer, images[idx], labels[idx], info.num_classes, g,
                                self.augment, 0.0)
 
-    def outer_iteration(self, it: int, synthetic, image_optimizer, progress: Callable[[int], Any]) -> float:
-        cfg, host = self.config, self.host
-        g = generator(cfg.seed, "outer", it)
-        net = host.network("distill", it)
+    def outer_iteration(self, it: int, synthetic, image_optimizer) -> float:
+        cfg, ctx = self.config, self.ctx
+        g = ctx.rng(it)
+        net = ctx.network("distill", it)
         net.train()
         net_optimizer = sgd(net, cfg.distill.net_lr, cfg.distill.net_momentum, cfg.distill.net_weight_decay)
-        host.selector.reset()
         losses = []
-        for ol in range(self.outer_loop):
+        for round_ in range(self.outer_loop):
             loss = 0
-            with host.timings.part("match"):    # the selector's share inside is counted as selection
-                for c in host.classes:
-                    real, real_labels, syn, syn_labels = self.paired_batches(c, net, synthetic, g,
-                                                                             cfg.match.batch_real, self.augment)
+            with ctx.timed("match"):    # the selector's share inside is counted as selection
+                for c in ctx.classes:
+                    real, real_labels, syn, syn_labels = ctx.paired_batches(c, net, synthetic, g,
+                                                                            cfg.match.batch_real, self.augment)
                     loss = loss + self.objective.loss(net, real, real_labels, syn, syn_labels)
-            losses.append(self.image_step(loss, image_optimizer, it) / len(host.classes))
-            if ol < self.outer_loop - 1 and self.inner_loop > 0:
+            losses.append(ctx.image_step(loss, image_optimizer, it) / len(ctx.classes))
+            if round_ < self.outer_loop - 1 and self.inner_loop > 0:
                 self.train_on_synthetic(net, net_optimizer, synthetic, g)
-            host.timings.inner_iterations += 1
-            progress(1)
+            ctx.inner_step_done()
         return sum(losses) / len(losses)
 
 

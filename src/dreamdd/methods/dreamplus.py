@@ -22,11 +22,11 @@ class DreamPlus(IDC):
     def warm_up(self, net, optimizer, g: torch.Generator) -> None:
         """dreamplus.warmup_epochs epochs on real data (at most warmup_images images) with IDC's network update."""
         cfg = self.config.dreamplus
-        images = len(self.host.data.train) * cfg.warmup_epochs
+        images = len(self.ctx.data.train) * cfg.warmup_epochs
         if cfg.warmup_images is not None:
             images = min(images, cfg.warmup_images)
         if images > 0:
-            self.train_on_real(net, optimizer, g, images)
+            self.ctx.train_on_real(net, optimizer, g, images)
 
     def prepare_network(self, it: int, g: torch.Generator):
         net, optimizer = super().prepare_network(it, g)
@@ -44,10 +44,10 @@ class DreamPlus(IDC):
         return net
 
     def class_loss(self, c: int, net, synthetic, g: torch.Generator) -> torch.Tensor:
-        host, cfg = self.host, self.config
-        with host.timings.part("match"):
-            real, real_labels, syn, syn_labels = self.paired_batches(c, net, synthetic, g, cfg.match.batch_real,
-                                                                     host.match_augment)
+        cfg = self.config
+        with self.ctx.timed("match"):
+            real, real_labels, syn, syn_labels = self.ctx.paired_batches(c, net, synthetic, g, cfg.match.batch_real,
+                                                                         self.augment)
             with torch.no_grad():
                 real_mean = net.embed(real).mean(0)
             syn_mean = net.embed(syn).mean(0)

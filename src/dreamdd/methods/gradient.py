@@ -8,7 +8,6 @@ from torch import nn
 
 from ..errors import DreamddError
 from ..models import matching_parameters
-from .base import MatchingMethod
 
 METRICS = ("mse", "l1", "dc")
 PARAMETERS = ("conv", "all")
@@ -56,11 +55,9 @@ def select_parameters(net: nn.Module, which: str) -> list[nn.Parameter]:
     raise DreamddError(f"unknown parameter set '{which}'; use one of {', '.join(PARAMETERS)}")
 
 
-class GradientMatching(MatchingMethod):
+class GradientMatching:
     """Cross-entropy gradients of the chosen parameters on the real batch (detached) and the synthetic batch
     (in the graph), compared with `metric`."""
-
-    name = "gradient"
 
     def __init__(self, metric: str = "mse", parameters: str = "conv"):
         if metric not in METRICS:

@@ -2,12 +2,9 @@
 `inner_loop` rounds of {one gradient-matching image step per class, then the network trained on real data}."""
 from __future__ import annotations
 
-from typing import Any, Callable
-
 import torch
 
-from ..seeding import generator
-from ..training import sgd
+from ..training import make_augment, sgd
 from .base import Method, register_method
 from .gradient import GradientMatching
 
@@ -18,9 +15,10 @@ class IDC(Method):
 
     name = "idc"
 
-    def __init__(self, host):
-        super().__init__(host)
+    def __init__(self, ctx):
+        super().__init__(ctx)
         self.objective = GradientMatching(self.config.match.metric, "conv")
+        self.augment = make_augment(self.config.match.augment, self.config.match.augment_mode)
 
     def steps_per_iteration(self) -> int:
         return self.config.distill.inner_loop
@@ -28,31 +26,27 @@ class IDC(Method):
     def prepare_network(self, it: int, g: torch.Generator):
         """A fresh network and its optimizer for outer iteration `it` (DREAM+ also warms it up)."""
         cfg = self.config.distill
-        net = self.host.network("distill", it)
+        net = self.ctx.network("distill", it)
         net.train()
         return net, sgd(net, cfg.net_lr, cfg.net_momentum, cfg.net_weight_decay)
 
     def class_loss(self, c: int, net, synthetic, g: torch.Generator) -> torch.Tensor:
         """The matching loss of class c: a real batch (chosen by the selector) against class c's synthetic images."""
-        host = self.host
-        with host.timings.part("match"):    # the selector's share inside is counted as selection
-            real, real_labels, syn, syn_labels = self.paired_batches(c, net, synthetic, g,
-                                                                     self.config.match.batch_real, host.match_augment)
+        with self.ctx.timed("match"):    # the selector's share inside is counted as selection
+            real, real_labels, syn, syn_labels = self.ctx.paired_batches(c, net, synthetic, g,
+                                                                         self.config.match.batch_real, self.augment)
             return self.objective.loss(net, real, real_labels, syn, syn_labels)
 
-    def outer_iteration(self, it: int, synthetic, image_optimizer, progress: Callable[[int], Any]) -> float:
-        cfg = self.config
-        host = self.host
-        g = generator(cfg.seed, "outer", it)
+    def outer_iteration(self, it: int, synthetic, image_optimizer) -> float:
+        cfg, ctx = self.config, self.ctx
+        g = ctx.rng(it)
         net, net_optimizer = self.prepare_network(it, g)
-        host.selector.reset()
         losses = []
         for _ in range(cfg.distill.inner_loop):
-            for c in host.classes:
+            for c in ctx.classes:
                 loss = self.class_loss(c, net, synthetic, g)
-                losses.append(self.image_step(loss, image_optimizer, it, f", class {c}"))
+                losses.append(ctx.image_step(loss, image_optimizer, it, f", class {c}"))
             if cfg.distill.n_data > 0:   # as IDC's code: after every round, the last one included
-                self.train_on_real(net, net_optimizer, g, cfg.distill.n_data)
-            host.timings.inner_iterations += 1
-            progress(1)
+                ctx.train_on_real(net, net_optimizer, g, cfg.distill.n_data)
+            ctx.inner_step_done()
         return sum(losses) / len(losses)

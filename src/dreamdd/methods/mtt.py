@@ -11,7 +11,7 @@ the paper's image rate: dreamdd stores them as pixels, never clamped, and takes 
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -21,7 +21,6 @@ from torch.func import functional_call
 from ..errors import DreamddError
 from ..image_optimizer import Preconditioner, zca_preconditioner
 from ..experts import ExpertBuffer, zca_for
-from ..seeding import generator
 from ..synthetic import decode
 from ..training import make_augment
 from ..zca import Preprocessed
@@ -31,17 +30,17 @@ from .base import Method, register_method
 @register_method("mtt")
 class MTT(Method):
     name = "mtt"
-    uses_real_batches = False    # the experts carry the real data; the selector shapes only the initialisation
     clamps = False               # MTT's distill.py never clamps its images
+    reselects_every_iteration = False   # the experts carry the real data; the selector shapes only the init
 
-    def __init__(self, host):
-        super().__init__(host)
+    def __init__(self, ctx):
+        super().__init__(ctx)
         cfg, m = self.config, self.config.mtt
         if not m.experts:
             raise DreamddError("method mtt needs expert trajectories: train them with `dreamdd experts --dataset "
                                "NAME --out DIR` and pass --set mtt.experts=DIR")
         self.buffer = ExpertBuffer(m.experts)
-        self.student = host.network("mtt-student")
+        self.student = ctx.network("mtt-student")
         self.shapes = [(name, p.shape, p.numel()) for name, p in self.student.named_parameters()]
         self.buffer.check(cfg, sum(n for _, _, n in self.shapes))
         self.start_epochs = min(m.max_start_epoch, self.buffer.epochs - m.expert_epochs + 1)
@@ -49,13 +48,13 @@ class MTT(Method):
             raise DreamddError(f"the experts hold {self.buffer.epochs} epochs, too few for mtt.expert_epochs="
                                f"{m.expert_epochs}; train longer experts or lower mtt.expert_epochs")
         if self.start_epochs < m.max_start_epoch:
-            host.log(f"warning: the experts hold {self.buffer.epochs} epochs, so start epochs are drawn from "
+            ctx.log(f"warning: the experts hold {self.buffer.epochs} epochs, so start epochs are drawn from "
                      f"[0, {self.start_epochs}) instead of [0, mtt.max_start_epoch={m.max_start_epoch}); train "
                      f"experts for at least {m.max_start_epoch + m.expert_epochs - 1} epochs to run the preset")
-        self.zca = zca_for(cfg, host.data, host.device)
+        self.zca = zca_for(cfg, ctx.data, ctx.device)
         self.augment = make_augment(m.augment, m.augment_mode)
         self.lr = torch.tensor(float(m.lr_init if m.lr_init is not None else m.lr_teacher),
-                               device=host.device).requires_grad_(True)
+                               device=ctx.device).requires_grad_(True)
         self.lr_optimizer = torch.optim.SGD([self.lr], lr=m.lr_lr, momentum=0.5)
 
     def steps_per_iteration(self) -> int:
@@ -68,7 +67,7 @@ class MTT(Method):
     def image_preconditioner(self) -> Preconditioner | None:
         if self.zca is None:
             return super().image_preconditioner()
-        return zca_preconditioner(self.host.info.std, self.zca.matrix)
+        return zca_preconditioner(self.ctx.data.info.std, self.zca.matrix)
 
     def _unflatten(self, flat: torch.Tensor) -> dict[str, torch.Tensor]:
         out, offset = {}, 0
@@ -83,21 +82,21 @@ class MTT(Method):
     def init_network(self) -> nn.Module:
         """The student at expert 0's initialisation (in the ZCA space when on): DREAM's initialisation clusters
         with the network MTT starts matching from."""
-        net = self.host.network("init")
+        net = self.ctx.network("init")
         with torch.no_grad():
-            torch.nn.utils.vector_to_parameters(self.buffer.row(0, 0).to(self.host.device), net.parameters())
+            torch.nn.utils.vector_to_parameters(self.buffer.row(0, 0).to(self.ctx.device), net.parameters())
         return self._wrap(net)
 
-    def outer_iteration(self, it: int, synthetic, image_optimizer, progress: Callable[[int], Any]) -> float:
-        cfg, m, host = self.config, self.config.mtt, self.host
-        g = generator(cfg.seed, "outer", it)
+    def outer_iteration(self, it: int, synthetic, image_optimizer) -> float:
+        m, ctx = self.config.mtt, self.ctx
+        g = ctx.rng(it)
         expert = int(torch.randint(len(self.buffer), (), generator=g))
         start = int(torch.randint(self.start_epochs, (), generator=g))
-        device = host.device
+        device = ctx.device
         start_params = self.buffer.row(expert, start).to(device)
         target = self.buffer.row(expert, start + m.expert_epochs).to(device)
-        with host.timings.part("match"):
-            images = host.info.normalize(decode(synthetic.images, synthetic.factor))
+        with ctx.timed("match"):
+            images = ctx.data.info.normalize(decode(synthetic.images, synthetic.factor))
             labels = synthetic.labels.repeat_interleave(synthetic.factor ** 2)
             batch = m.batch_syn or images.shape[0]
             params = start_params.clone().requires_grad_(True)
@@ -116,10 +115,9 @@ class MTT(Method):
                 ce = F.cross_entropy(logits, labels[idx])
                 grad = torch.autograd.grad(ce, params, create_graph=True)[0]
                 params = params - self.lr * grad
-                host.timings.inner_iterations += 1
-                progress(1)
+                ctx.inner_step_done()
             loss = (params - target).pow(2).sum() / (start_params - target).pow(2).sum().clamp(min=1e-12)
-        value = self.image_step(loss, image_optimizer, it, extra=self.lr_optimizer)
+        value = ctx.image_step(loss, image_optimizer, it, extra=self.lr_optimizer)
         with torch.no_grad():
             self.lr.clamp_(min=m.lr_min)    # a learning rate must stay positive
         return value

@@ -1,0 +1,61 @@
+"""What a method may use of the loop that runs it: a small protocol the loop implements (dreamdd.distiller).
+
+A method never sees the loop itself, so it cannot reach into its internals: it gets its settings, the data, the
+classes this process owns, fresh networks, real batches chosen by the selector, the image step, training on real
+data, the stopwatch for the parts of an inner iteration and the random stream of an outer iteration. The time of
+every part and the seed of every stream are therefore fixed by the loop, the same for every method.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Callable, ContextManager, Protocol
+
+import torch
+from torch import nn
+
+if TYPE_CHECKING:
+    from ..config import Config
+    from ..data import LoadedDataset
+    from ..synthetic import SyntheticSet
+
+Augment = Callable[..., torch.Tensor]
+
+
+class MethodContext(Protocol):
+    """The loop as a method sees it (13 members)."""
+
+    config: "Config"
+    data: "LoadedDataset"          # info (normalization, class count) and the training split
+    device: torch.device
+    classes: list[int]             # the classes whose synthetic images this process learns
+
+    def network(self, *keys: object) -> nn.Module:
+        """A freshly initialised distillation network whose weights depend only on (seed, keys)."""
+
+    def rng(self, it: int) -> torch.Generator:
+        """The random stream of outer iteration `it`: the same on resume and in every process."""
+
+    def timed(self, part: str) -> ContextManager[None]:
+        """Count the block's wall time under `part` ("match", "network", ...); nested parts pause outer ones."""
+
+    def inner_step_done(self) -> None:
+        """One inner step of the outer iteration is over (timings and progress)."""
+
+    def real_batch(self, c: int, n: int, net: nn.Module | None,
+                   g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """n real images of class c chosen by the selector (embedding with `net`), normalized, and labels."""
+
+    def paired_batches(self, c: int, net: nn.Module | None, synthetic: "SyntheticSet", g: torch.Generator,
+                       n_real: int, augment: Augment | None = None
+                       ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Class c's real batch and synthetic images (in the graph), normalized, siamese-augmented if asked."""
+
+    def image_step(self, loss: torch.Tensor, image_optimizer: torch.optim.Optimizer, it: int, where: str = "",
+                   extra: torch.optim.Optimizer | None = None) -> float:
+        """Check the loss, back-propagate it into the synthetic images (and `extra`'s parameters), step."""
+
+    def train_on_real(self, net: nn.Module, optimizer: torch.optim.Optimizer, g: torch.Generator,
+                      n_images: int) -> None:
+        """Train `net` on random real batches until n_images were seen (IDC's network update)."""
+
+    def log(self, message: str) -> None:
+        """A line for the run's log (and the terminal unless quiet)."""
