@@ -6,12 +6,12 @@ import pytest
 import torch
 
 import dreamdd
-from dreamdd import timing
+from dreamdd.engine import timing
 from dreamdd.api import load_data
 from dreamdd.artifact import load_distilled
 from dreamdd.augment import DSA
 from dreamdd.config import dump_yaml, load_preset, merge, Config, resolve
-from dreamdd.distiller import Distiller
+from dreamdd.engine.distiller import Distiller
 from dreamdd.image_optimizer import ImageSGD, channel_preconditioner, zca_preconditioner
 from dreamdd.protocols import PROTOCOLS, describe, lr_milestones
 from dreamdd.report import compare_runs

@@ -11,7 +11,7 @@ from dreamdd.api import load_data
 from dreamdd.artifact import learned_eval_settings, load_distilled
 from dreamdd.cli import main
 from dreamdd.config import resolve
-from dreamdd.distiller import Distiller
+from dreamdd.engine.distiller import Distiller
 from dreamdd.experts import ExpertBuffer, experts
 from dreamdd.methods import dc_loops, list_methods
 from dreamdd.synthetic import SyntheticSet

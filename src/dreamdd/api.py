@@ -17,7 +17,7 @@ from .artifact import (TENSORS, Distilled, artifact_problem, learned_eval_settin
 from .config import (OWN_DATA_PRESET, Config, EvalConfig, deep_update, default_preset, dump_yaml, fingerprint,
                      load_preset, merge, model_options, protocol_eval, resolve, validate)
 from .devices import resolve_device
-from .distiller import Distiller
+from .engine.distiller import Distiller
 from .budget import parse_duration, plan_budget
 from .coreset import feature_network, select_coreset
 from .errors import DreamddError
@@ -26,7 +26,7 @@ from .plots import save_grid
 from .rundir import (CONFIG, GRID, LOG, REQUEST, SUMMARY, RunDir, refuse_with_resume, run_config, write_json,
                      write_text)
 from .sources import check_fits, is_class_folder, load_source
-from .timing import Timings
+from .engine.timing import Timings
 
 BUDGET = "budget.json"   # the --budget plan: probes, measured times, the chosen horizon and image lr
 

@@ -27,7 +27,7 @@ import torch
 
 from .config import Config, eval_model
 from .data import LoadedDataset
-from .distiller import Distiller
+from .engine.distiller import Distiller
 from .errors import DreamddError
 from .evaluation import evaluate_images
 from .methods import dc_loops

@@ -1,4 +1,4 @@
-"""What a method may use of the loop that runs it: a small protocol the loop implements (dreamdd.distiller).
+"""What a method may use of the loop that runs it: a small protocol the loop implements (engine/context.py).
 
 A method never sees the loop itself, so it cannot reach into its internals: it gets its settings, the data, the
 classes this process owns, fresh networks, real batches chosen by the selector, the image step, training on real

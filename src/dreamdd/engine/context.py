@@ -1,0 +1,95 @@
+"""The loop as its Method sees it: LoopContext implements methods.MethodContext for the Distiller (settings,
+data, fresh networks, the selector's real batches, the image step, training on real data, the stopwatch and the
+random stream of each outer iteration), so that a method never touches the loop itself."""
+from __future__ import annotations
+
+from contextlib import AbstractContextManager
+from typing import Any, Callable
+
+import torch
+
+from ..config import Config, model_options
+from ..data import LoadedDataset
+from ..errors import DreamddError
+from ..seeding import generator
+from ..synthetic import SyntheticSet
+from ..training import build_network, make_augment, train_step
+from .timing import Timings
+
+
+class LoopContext:
+    """The loop as its Method sees it (methods.MethodContext): settings, data, fresh networks, the selector's real
+    batches, the image step, training on real data, the stopwatch and the random stream of each outer iteration."""
+
+    def __init__(self, config: Config, data: LoadedDataset, device: torch.device, classes: list[int], selector,
+                 log: Callable[[str], None]):
+        self.config, self.data, self.device, self.classes = config, data, device, classes
+        self.selector = selector
+        self.log = log
+        self.timings = Timings()
+        self.progress: Callable[[int], Any] = lambda steps: None    # the loop's progress bar, while it runs
+        self.net_augment = make_augment(config.distill.net_augment, config.distill.net_augment_mode)
+
+    def network(self, *keys: object) -> torch.nn.Module:
+        """A freshly initialised distillation network whose weights depend only on (seed, keys)."""
+        info = self.data.info
+        return build_network(self.config.model.name, info.num_classes, info.channels, info.image_size,
+                             model_options(self.config), self.config.seed, *keys, device=self.device)
+
+    def rng(self, it: int) -> torch.Generator:
+        return generator(self.config.seed, "outer", it)
+
+    def timed(self, part: str) -> AbstractContextManager[None]:
+        return self.timings.part(part)
+
+    def inner_step_done(self) -> None:
+        self.timings.inner_iterations += 1
+        self.progress(1)
+
+    def real(self, indices: torch.Tensor) -> torch.Tensor:
+        """Normalized real training images on the compute device."""
+        return self.data.info.normalize(self.data.train.batch(indices, self.device))
+
+    def real_batch(self, c: int, n: int, net: torch.nn.Module | None,
+                   g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        bank = self.data.train
+        with self.timings.part("select"):
+            idx = self.selector.select(c, bank.class_indices(c), n, net=net, images_fn=self.real, generator=g)
+        real = self.real(idx)
+        return real, torch.full((real.shape[0],), c, dtype=torch.long, device=real.device)
+
+    def paired_batches(self, c: int, net: torch.nn.Module | None, synthetic: SyntheticSet, g: torch.Generator,
+                       n_real: int, augment=None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        real, real_labels = self.real_batch(c, n_real, net, g)
+        syn, syn_labels = synthetic.sample(c, self.config.synth.max_per_class, g)
+        syn = self.data.info.normalize(syn)
+        if augment is not None:
+            both = augment(torch.cat([real, syn]), g, shared=True)
+            real, syn = both[: real.shape[0]], both[real.shape[0]:]
+        return real, real_labels, syn, syn_labels
+
+    def image_step(self, loss: torch.Tensor, image_optimizer: torch.optim.Optimizer, it: int, where: str = "",
+                   extra: torch.optim.Optimizer | None = None) -> float:
+        if not torch.isfinite(loss):
+            raise DreamddError(f"the matching loss became {float(loss.detach())} at outer iteration {it}{where}; "
+                               "lower the image learning rate (--set synth.lr=...) or check the data")
+        with self.timings.part("match"):
+            image_optimizer.zero_grad(set_to_none=True)
+            if extra is not None:
+                extra.zero_grad(set_to_none=True)
+            loss.backward()
+            image_optimizer.step()
+            if extra is not None:
+                extra.step()
+        return float(loss.detach())
+
+    def train_on_real(self, net: torch.nn.Module, optimizer: torch.optim.Optimizer, g: torch.Generator,
+                      n_images: int) -> None:
+        cfg, bank, info = self.config.distill, self.data.train, self.data.info
+        seen = 0
+        with self.timings.part("network"):
+            while seen < n_images:
+                idx = bank.sample(min(cfg.net_batch, n_images - seen), g)
+                train_step(net, optimizer, self.real(idx), bank.labels[idx].to(self.device), info.num_classes, g,
+                           self.net_augment, cfg.cutmix_prob)
+                seen += len(idx)
