@@ -31,8 +31,8 @@ import torch
 import dreamdd
 from dreamdd.config import list_presets, parse_overrides
 from dreamdd.evaluation import mean_std
-from dreamdd.report import iterations_to_reach
-from dreamdd.rundir import RunDir
+from dreamdd.runs import iterations_to_reach
+from dreamdd.io.rundir import RunDir
 
 HERE = Path(__file__).resolve().parent
 COMBINATIONS = [("random", "real"), ("dream", "real"), ("random", "representative"), ("dream", "representative")]

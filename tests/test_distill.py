@@ -7,7 +7,7 @@ import torch
 import dreamdd
 from dreamdd.artifact import load_distilled
 from dreamdd.engine.callbacks import room_for_another
-from dreamdd.rundir import RunDir
+from dreamdd.io.rundir import RunDir
 
 TINY = {"model": {"width": 16, "depth": 2}, "match": {"batch_real": 16},
         "select": {"interval": 2},

@@ -19,7 +19,7 @@ from dreamdd.artifact import load_distilled
 from dreamdd.config import Config, dump_yaml
 from dreamdd.data import readers
 from dreamdd.errors import DreamddError
-from dreamdd.rundir import RunDir, run_config
+from dreamdd.io.rundir import RunDir, run_config
 from dreamdd.sources import load_source
 
 MARKER = "executed"

@@ -8,7 +8,8 @@ import pytest
 import dreamdd
 from dreamdd.cli import main
 from dreamdd.config import resolve
-from dreamdd.report import compare_runs, load_run, write_report
+from dreamdd.report import compare_runs, write_report
+from dreamdd.runs import load_run
 
 TINY = {"model": {"width": 16, "depth": 2}, "match": {"batch_real": 8},
         "distill": {"iterations": 3, "inner_loop": 1, "n_data": 16, "eval_every": 2, "eval_epochs": 2},

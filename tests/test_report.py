@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from dreamdd.cli import main
-from dreamdd.report import Reach, compare_curves, iterations_to_reach, load_run, write_report
+from dreamdd.report import write_report
+from dreamdd.runs import Reach, compare_curves, iterations_to_reach, load_run
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")

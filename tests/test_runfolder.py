@@ -17,7 +17,7 @@ from dreamdd import faults
 from dreamdd.artifact import load_distilled
 from dreamdd.cli import main
 from dreamdd.errors import DreamddError
-from dreamdd.rundir import RunDir
+from dreamdd.io.rundir import RunDir
 
 TINY = ["--set", "model.width=16", "--set", "model.depth=2", "--set", "match.batch_real=16",
         "--set", "distill.iterations=2", "--set", "distill.inner_loop=2", "--set", "distill.n_data=32",
@@ -149,7 +149,7 @@ def test_a_second_writer_is_refused_naming_the_holder(tmp_path, capsys, referenc
 def test_a_killed_holder_leaves_no_stale_lock(tmp_path, capsys, reference):
     run = tmp_path / "run"
     shutil.copytree(reference["two"], run)
-    holder = (f"import os, signal, sys; sys.path.insert(0, {str(SRC)!r}); from dreamdd.rundir import RunDir\n"
+    holder = (f"import os, signal, sys; sys.path.insert(0, {str(SRC)!r}); from dreamdd.io.rundir import RunDir\n"
               f"with RunDir({str(run)!r}).locked(): os.kill(os.getpid(), signal.SIGKILL)")
     assert subprocess.run([sys.executable, "-c", holder], timeout=120).returncode == -signal.SIGKILL
     assert "process" in (run / ".lock").read_text()
@@ -386,7 +386,7 @@ def test_evaluating_an_unfinished_run_says_to_finish_it(tmp_path, capsys, interr
 
 
 def test_a_killed_run_reads_as_stopped_not_running(tmp_path, capsys, reference):
-    from dreamdd.report import load_run
+    from dreamdd.runs import load_run
     run = tmp_path / "run"
     shutil.copytree(reference["two"], run)
     resume_with = f"dreamdd distill --resume {run}"

@@ -2,17 +2,14 @@
 from __future__ import annotations
 
 import os
-import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
 import yaml
-from tqdm.auto import tqdm
 
 from . import data as datasets
-from .artifact import (TENSORS, Distilled, artifact_problem, learned_eval_settings, load_distilled,
+from .artifact import (Distilled, artifact_problem, learned_eval_settings, load_distilled,
                        save_distilled)
 from .config import (OWN_DATA_PRESET, Config, EvalConfig, deep_update, default_preset, dump_yaml, fingerprint,
                      load_preset, merge, model_options, protocol_eval, resolve, validate)
@@ -23,12 +20,12 @@ from .coreset import feature_network, select_coreset
 from .errors import DreamddError
 from .evaluation import BankTrainingSet, evaluate_images, evaluate_training_set
 from .plots import save_grid
-from .rundir import (CONFIG, GRID, LOG, REQUEST, SUMMARY, RunDir, refuse_with_resume, run_config, write_json,
-                     write_text)
+from .io.names import BUDGET, CONFIG, GRID, REQUEST, TENSORS
+from .io.run import RunSession
+from .io.rundir import write_json, write_text
 from .sources import check_fits, is_class_folder, load_source
 from .engine.timing import Timings
 
-BUDGET = "budget.json"   # the --budget plan: probes, measured times, the chosen horizon and image lr
 
 
 @dataclass
@@ -40,15 +37,6 @@ class RunResult:
 
 
 load_data = datasets.load_configured   # the dataset a config names, with its validation split
-
-
-def _logger(run: RunDir, quiet: bool):
-    def log(message: str) -> None:
-        with open(run.file(LOG), "a") as f:
-            f.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {message}\n")
-        if not quiet:
-            tqdm.write(message, file=sys.stderr)
-    return log
 
 
 RESUME_ACCEPTS = "--iterations, --device, --no-eval, --tensorboard and --quiet"
@@ -74,10 +62,9 @@ def distill(dataset: str | None = None, ipc: int | None = None, *, preset: str |
         raise DreamddError("--budget plans a new run; a resumed run keeps the plan in its config.yaml")
     budget_seconds = parse_duration(budget) if budget is not None else None
     if resume is not None:
-        refuse_with_resume("distill", resume, RESUME_ACCEPTS, dataset=dataset, ipc=ipc, preset=preset,
-                            selector=selector, init=init, method=method, out=out, overrides=overrides, seed=seed,
-                            data_root=data_root)
-        run = RunDir.existing(resume, "distill")
+        session = RunSession.resume("distill", resume, RESUME_ACCEPTS, dict(
+            dataset=dataset, ipc=ipc, preset=preset, selector=selector, init=init, method=method, out=out,
+            overrides=overrides, seed=seed, data_root=data_root), quiet=quiet)
     else:
         if dataset is None:
             raise DreamddError("no dataset given; name one (e.g. digits, mnist, cifar10) or a folder / .npz path")
@@ -94,33 +81,30 @@ def distill(dataset: str | None = None, ipc: int | None = None, *, preset: str |
         config = resolve(dataset, ipc, preset, deep_update(named, overrides or {}))
         name = (f"{Path(config.data.dataset).stem}-ipc{config.synth.ipc}-{config.match.method}-"
                 f"{config.select.selector}-s{config.seed}")
-        run = RunDir.create(out, name)
-    with run.locked(new=resume is None):
+        session = RunSession.create("distill", out, name, quiet=quiet)
+    with session:
         reuse = False
         if resume is not None:
-            config, state, evaluate, reuse = _resume(run, iterations, device, evaluate)
+            config, state, evaluate, reuse = _resume(session, iterations, device, evaluate)
         else:
             state, evaluate = None, evaluate is not False
-        write_json(run.file(REQUEST), {"command": "distill", "evaluate": evaluate})
-        write_text(run.file(CONFIG), dump_yaml(config))   # last: config.yaml marks a folder a run can resume
-        log = _logger(run, quiet)
+        session.begin({"command": "distill", "evaluate": evaluate}, dump_yaml(config))
         if resume is None and preset is None and config.preset == OWN_DATA_PRESET:
-            log(f"no preset is made for dataset {config.data.dataset!r}: preset {OWN_DATA_PRESET} applies (sized "
+            session.log(f"no preset is made for dataset {config.data.dataset!r}: preset {OWN_DATA_PRESET} applies (sized "
                 f"for a CPU: {config.distill.iterations} x {config.distill.inner_loop} iterations, evaluation "
                 "without flip; see `dreamdd presets`); name another with --preset")
-        return _distill_in(run, config, state, evaluate, reuse, tensorboard, quiet, budget_seconds)
+        return _distill_in(session, config, state, evaluate, reuse, tensorboard, budget_seconds)
 
 
-def _distill_in(run: RunDir, config: Config, state: dict[str, Any] | None, evaluate: bool, reuse: bool,
-                tensorboard: bool, quiet: bool, budget_seconds: float | None = None) -> RunResult:
+def _distill_in(session: RunSession, config: Config, state: dict[str, Any] | None, evaluate: bool, reuse: bool,
+                tensorboard: bool, budget_seconds: float | None = None) -> RunResult:
     """Distill in a locked run folder from `state` (None: from the start); with `reuse`, the artifact there is
     already the run's result and only grid.png and summary.json are left to write; with `budget_seconds`, a new
     run is first planned for that wall time (budget.json)."""
-    log = _logger(run, quiet)
+    run, log, quiet = session.run, session.log, session.quiet
     if tensorboard:
         run.enable_tensorboard()
-    started = time.time()
-    with run.attempt(f"dreamdd distill --resume {run.path}", started):
+    with session.attempt():
         torch_device = resolve_device(config.device)
         data = load_data(config, quiet=quiet)
         log(f"data: {data.info.name} from {data.source}: {len(data.train)} train / {data.val_size} validation / "
@@ -139,15 +123,14 @@ def _distill_in(run: RunDir, config: Config, state: dict[str, Any] | None, evalu
             save_distilled(run.path, distilled)
         save_grid(run.file(GRID), distilled.images, distilled.labels, data.info.class_names,
                   title=f"{data.info.name}, IPC {config.synth.ipc}, {config.select.selector}")
-        summary = {"status": "finished", "run": str(run.path), "dataset": data.info.name, "preset": config.preset,
+        summary = session.finish({"run": str(run.path), "dataset": data.info.name, "preset": config.preset,
                    "ipc": config.synth.ipc, "factor": config.synth.factor, "method": config.match.method,
                    "selector": config.select.selector, "init": config.synth.init, "seed": config.seed,
                    "iterations": distilled.metadata["iterations"], "device": str(torch_device),
-                   "val_size": data.val_size, "wall_seconds": time.time() - started,
+                   "val_size": data.val_size, "wall_seconds": session.elapsed(),
                    "timings": distiller.timings.as_dict(), "artifact": str(run.file(TENSORS)),
                    "evaluation": _brief(distilled.metadata.get("evaluation")),
-                   "loop_gain": loop_gain(run.events("eval"))}
-        write_json(run.file(SUMMARY), summary)
+                   "loop_gain": loop_gain(run.events("eval"))})
     log(f"results in {run.path}")
     return RunResult(run.path, distilled, summary)
 
@@ -172,14 +155,15 @@ def _brief(result: dict[str, Any] | None) -> dict[str, Any] | None:
             if k in result}
 
 
-def _resume(run: RunDir, iterations: int | None, device: str | None,
+def _resume(session: RunSession, iterations: int | None, device: str | None,
             evaluate: bool | None) -> tuple[Config, dict[str, Any] | None, bool, bool]:
     """Check that the run in `run` can continue to `iterations` (default: its own) and say how: its settings,
     the checkpoint (None: restart from the beginning), whether to evaluate, and whether its artifact is already
     the result. Everything is checked before anything is written."""
-    config = run_config(run)
+    run = session.run
+    config = session.config()
     if evaluate is None:
-        evaluate = bool(run.request().get("evaluate", True))
+        evaluate = bool(session.request().get("evaluate", True))
     state = run.load_checkpoint(fingerprint(config))
     completed = int(state["completed"]) if state is not None else 0
     target = config.distill.iterations if iterations is None else int(iterations)
@@ -193,7 +177,7 @@ def _resume(run: RunDir, iterations: int | None, device: str | None,
             reuse = int(load_distilled(run.path).metadata.get("iterations", -1)) == completed
         except DreamddError:
             reuse = False   # a damaged or half-written artifact: it is made again from the checkpoint
-        if reuse and run.summary().get("status") == "finished" and run.file(GRID).exists():
+        if reuse and session.status() == "finished" and run.file(GRID).exists():
             raise DreamddError(f"{run.path} already finished {completed} iterations; pass --iterations N with a "
                                f"larger N to continue it")
     config.distill.iterations = target
@@ -317,18 +301,17 @@ def select(dataset: str | None = None, per_class: int | None = None, method: str
     artifact (like distill) and evaluated with the dataset's recipe. `resume` finishes a stopped select run
     (its choice is deterministic, so it is made again) and accepts only `device` and `quiet`."""
     if resume is not None:
-        refuse_with_resume("select", resume, SELECT_RESUME_ACCEPTS, dataset=dataset, per_class=per_class,
-                            method=method, out=out, feature_epochs=feature_epochs, seed=seed, data_root=data_root,
-                            no_eval=None if evaluate is None else not evaluate, overrides=overrides)
-        run = RunDir.existing(resume, "select")
-        with run.locked():
-            config = run_config(run)
-            request = run.request()
-            if run.summary().get("status") == "finished" and artifact_problem(run.path) is None:
-                raise DreamddError(f"{run.path} is a finished select run; nothing to resume")
+        session = RunSession.resume("select", resume, SELECT_RESUME_ACCEPTS, dict(
+            dataset=dataset, per_class=per_class, method=method, out=out, feature_epochs=feature_epochs, seed=seed,
+            data_root=data_root, no_eval=None if evaluate is None else not evaluate, overrides=overrides),
+            quiet=quiet)
+        with session:
+            config = session.config()
+            if session.status() == "finished" and artifact_problem(session.path) is None:
+                raise DreamddError(f"{session.path} is a finished select run; nothing to resume")
             if device is not None:
                 config.device = device
-            return _select_in(run, config, request, quiet)
+            return _select_in(session, config)
     if dataset is None or per_class is None:
         raise DreamddError("select needs a dataset and the images per class (--dataset, --per-class), or --resume")
     seed = 0 if seed is None else seed
@@ -340,28 +323,27 @@ def select(dataset: str | None = None, per_class: int | None = None, method: str
     method = method or "random"
     request = {"command": "select", "per_class": per_class, "method": method,
                "feature_epochs": 2 if feature_epochs is None else feature_epochs, "evaluate": evaluate is not False}
-    run = RunDir.create(out, f"{Path(config.data.dataset).stem}-coreset-{method}-{per_class}-s{seed}",
-                        command="select")
-    with run.locked(new=True):
-        write_json(run.file(REQUEST), request)
+    session = RunSession.create("select", out, f"{Path(config.data.dataset).stem}-coreset-{method}-{per_class}-s{seed}",
+                                quiet=quiet)
+    with session:
         used = config.to_dict()   # what a coreset uses: the data, the feature network (model, distill.net_*), eval
         used["distill"] = {k: v for k, v in used["distill"].items() if k.startswith("net_") or k == "cutmix_prob"}
-        write_text(run.file(CONFIG), yaml.safe_dump({k: used[k] for k in ("data", "model", "distill", "eval", "seed",
-                                                                          "device", "preset")}, sort_keys=False))
-        return _select_in(run, config, request, quiet)
+        session.begin(request, yaml.safe_dump({k: used[k] for k in ("data", "model", "distill", "eval", "seed",
+                                                                    "device", "preset")}, sort_keys=False))
+        return _select_in(session, config)
 
 
-def _select_in(run: RunDir, config: Config, request: dict[str, Any], quiet: bool) -> RunResult:
+def _select_in(session: RunSession, config: Config) -> RunResult:
     """Choose the coreset a locked select run folder asks for and write its artifact, grid and summary."""
+    request = session.request()
+    run, log, quiet = session.run, session.log, session.quiet
     try:
         per_class, method = int(request["per_class"]), str(request["method"])
         feature_epochs, evaluate = int(request["feature_epochs"]), bool(request["evaluate"])
     except (KeyError, TypeError, ValueError):
         raise DreamddError(f"{run.file(REQUEST)} is damaged; start a new select run") from None
     seed = config.seed
-    log = _logger(run, quiet)
-    started = time.time()
-    with run.attempt(f"dreamdd select --resume {run.path}", started):
+    with session.attempt():
         torch_device = resolve_device(config.device)
         data = load_data(config, quiet=quiet)
         net = None if method == "random" else feature_network(config, data, torch_device, feature_epochs, quiet)
@@ -383,11 +365,10 @@ def _select_in(run: RunDir, config: Config, request: dict[str, Any], quiet: bool
         save_distilled(run.path, distilled)
         save_grid(run.file(GRID), images, labels, data.info.class_names,
                   title=f"{data.info.name}, {per_class} per class, coreset {method}")
-        summary = {"status": "finished", "run": str(run.path), "dataset": data.info.name,
-                   "method": f"coreset-{method}", "ipc": per_class, "seed": seed,
-                   "wall_seconds": time.time() - started, "artifact": str(run.file(TENSORS)),
-                   "evaluation": _brief(distilled.metadata.get("evaluation"))}
-        write_json(run.file(SUMMARY), summary)
+        summary = session.finish({"run": str(run.path), "dataset": data.info.name,
+                                  "method": f"coreset-{method}", "ipc": per_class, "seed": seed,
+                                  "wall_seconds": session.elapsed(), "artifact": str(run.file(TENSORS)),
+                                  "evaluation": _brief(distilled.metadata.get("evaluation"))})
     log(f"coreset {method}: {per_class} per class; results in {run.path}")
     return RunResult(run.path, distilled, summary)
 

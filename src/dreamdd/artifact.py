@@ -11,11 +11,10 @@ from safetensors.torch import load_file, save_file
 from torch.utils.data import TensorDataset
 
 from .errors import DreamddError
-from .rundir import CONFIG, atomic_write, read_json, sha256_file, write_json
+from .io.names import CONFIG, METADATA, TENSORS
+from .io.rundir import atomic_write, read_json, sha256_file, write_json
 from .synthetic import decode
 
-TENSORS = "distilled.safetensors"
-METADATA = "metadata.json"
 FORMAT = "dreamdd-distilled"
 FORMAT_VERSION = 2            # 2: metadata.json records the sha256 of distilled.safetensors
 

@@ -9,6 +9,7 @@ import threading
 from typing import Sequence
 
 from .errors import DreamddError, Interrupted, os_error_message
+from .io.names import EVAL_TABLE
 from .protocols import PROTOCOLS
 from .tables import accuracy_text
 
@@ -268,7 +269,7 @@ def run_evaluate(args) -> int:
         print(markdown(results, title))
     if args.models:
         source = Path(args.path) if args.path else None
-        default = (source if source and source.is_dir() else Path(".")) / "eval_table"
+        default = (source if source and source.is_dir() else Path(".")) / EVAL_TABLE
         paths = write_tables(args.table or default, results, title)
         print("table: " + ", ".join(str(p) for p in paths))
     return 0

@@ -20,13 +20,14 @@ from tqdm.auto import tqdm
 
 from .config import Config, model_options
 from .errors import DreamddError
-from .rundir import (CONFIG, REQUEST, SUMMARY, RunDir, atomic_write, read_json, refuse_with_resume, run_config,
-                     sha256_file, write_json, write_text)
+from .io.names import EXPERTS_MANIFEST as MANIFEST
+from .io.names import REQUEST
+from .io.run import RunSession
+from .io.rundir import atomic_write, read_json, sha256_file, write_json
 from .seeding import generator
 from .training import build_network, make_augment, sgd, train_step
 from .zca import ZCA, Preprocessed, fit_zca
 
-MANIFEST = "experts.json"
 FORMAT = "dreamdd-experts"
 
 
@@ -184,9 +185,9 @@ def experts(dataset: str | None = None, out: str | os.PathLike | None = None, *,
     from .config import deep_update, dump_yaml, resolve
     from .devices import resolve_device
     if resume is not None:
-        refuse_with_resume("experts", resume, EXPERTS_RESUME_ACCEPTS, dataset=dataset, out=out, experts=experts,
-                            epochs=epochs, preset=preset, overrides=overrides, seed=seed, data_root=data_root)
-        run = RunDir.existing(resume, "experts")
+        session = RunSession.resume("experts", resume, EXPERTS_RESUME_ACCEPTS, dict(
+            dataset=dataset, out=out, experts=experts, epochs=epochs, preset=preset, overrides=overrides, seed=seed,
+            data_root=data_root), quiet=quiet)
     else:
         if dataset is None or out is None:
             raise DreamddError("experts needs --dataset and --out (or --resume DIR)")
@@ -199,24 +200,23 @@ def experts(dataset: str | None = None, out: str | os.PathLike | None = None, *,
         experts, epochs = (5 if experts is None else experts), (50 if epochs is None else epochs)
         if experts < 1 or epochs < 1:
             raise DreamddError("experts need --experts >= 1 and --epochs >= 1")
-        run = RunDir.create(out, "experts", command="experts")
-    with run.locked(new=resume is None):
+        session = RunSession.create("experts", out, "experts", quiet=quiet)
+    with session:
         if resume is not None:
-            config = run_config(run)
-            request = run.request()
-            if run.summary().get("status") == "finished":
-                raise DreamddError(f"the experts in {run.path} are finished; nothing to resume")
+            config = session.config()
+            request = session.request()
+            if session.status() == "finished":
+                raise DreamddError(f"the experts in {session.path} are finished; nothing to resume")
             try:
                 experts, epochs = int(request["experts"]), int(request["epochs"])
             except (KeyError, TypeError, ValueError):
-                raise DreamddError(f"{run.file(REQUEST)} is damaged; train the experts again") from None
+                raise DreamddError(f"{session.file(REQUEST)} is damaged; train the experts again") from None
         else:
-            write_json(run.file(REQUEST), {"command": "experts", "experts": experts, "epochs": epochs})
-            write_text(run.file(CONFIG), dump_yaml(config))
+            session.begin({"command": "experts", "experts": experts, "epochs": epochs}, dump_yaml(config))
         log = (lambda message: None) if quiet else (lambda message: tqdm.write(message))
-        with run.attempt(f"dreamdd experts --resume {run.path}", time.time()):
+        with session.attempt():
             data = datasets.load_configured(config)
-            out = train_experts(config, data, run.path, experts, epochs,
+            out = train_experts(config, data, session.path, experts, epochs,
                                 resolve_device(device or config.device), quiet, log)
-            write_json(run.file(SUMMARY), {"status": "finished", "experts": experts, "epochs": epochs})
+            session.finish({"experts": experts, "epochs": epochs})
         return out

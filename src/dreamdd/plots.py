@@ -1,6 +1,6 @@
 """Figures of runs (matplotlib, Agg backend): the synthetic-image grid, accuracy and loss against outer iteration.
 
-The plotting functions take run records from `dreamdd.report` (anything with `.label`, `.points(metric)`,
+The plotting functions take run records from `dreamdd.runs` (anything with `.label`, `.points(metric)`,
 `.final_point(metric)` and `.losses()`), draw them and write a PNG atomically.
 """
 from __future__ import annotations
@@ -9,12 +9,12 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
-from .rundir import atomic_write
+from .io.rundir import atomic_write
 
 if TYPE_CHECKING:
     import torch
 
-    from .report import RunRecord
+    from .runs import RunRecord
 
 METRIC_LABELS = {"val_mean": "validation accuracy (%)", "test_mean": "test accuracy (%)"}
 

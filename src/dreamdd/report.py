@@ -1,243 +1,26 @@
 """Pages of runs: read run folders, compare their accuracy curves, write a self-contained report.html.
 
-A run folder's eval events (metrics.jsonl) give an accuracy curve: the periodic validation evaluations during
-distillation and the final evaluation after it. `iterations_to_reach(curve, target)` is the first outer
-iteration at which a curve reaches a target accuracy; `compare_curves` uses it for the paper's "iterations to
-reach the baseline". The figures are drawn by `dreamdd.plots`.
+Run folders are read by `dreamdd.runs` (records and curves: a run's eval events give its accuracy curve, and
+`iterations_to_reach` the paper's "iterations to reach the baseline"); the figures are drawn by `dreamdd.plots`.
 """
 from __future__ import annotations
 
 import base64
-import csv
 import html
 import json
 import math
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Sequence
 
 from .errors import DreamddError
+from .io.names import CONFIG, GRID, REPORT
 from .plots import metric_label, plot_accuracy, plot_loss
-from .rundir import CONFIG, GRID, METRICS, SUMMARY, RunDir, atomic_write
+from .io.rundir import atomic_write
+from .runs import Reach, RunRecord, compare_curves, is_number, load_runs
 
-METADATA = "metadata.json"   # as artifact.METADATA; not imported from there to keep this module light
-TABLE_GLOB = "eval_table*"
-RUN_FILES = (CONFIG, METRICS, SUMMARY, METADATA)
-
-Curve = Sequence[tuple[int, float]]
-
-
-# ---- curves --------------------------------------------------------------------------------------------------
-def iterations_to_reach(curve: Iterable[tuple[int, float]], target: float) -> int | None:
-    """The first iteration at which `curve` (pairs of iteration and accuracy) reaches `target` (accuracy >=
-    target), or None when it never does. Points are taken in order of iteration; NaN accuracies never reach."""
-    for iteration, accuracy in sorted(curve, key=lambda p: p[0]):
-        if accuracy >= target:
-            return iteration
-    return None
-
-
-@dataclass
-class Reach:
-    """How one run fares against the other's final accuracy."""
-    final_iteration: int        # this run's last point: iteration and accuracy
-    final: float
-    target_iteration: int       # the other run's last point: the accuracy to reach and when the other had it
-    target: float
-    iteration: int | None       # first iteration at which this run reaches `target`; None: never
-
-    @property
-    def ratio(self) -> float | None:
-        """The other run's iterations over this run's iterations to the same accuracy (> 1: this one is faster)."""
-        if self.iteration is None or self.iteration <= 0:
-            return None
-        return self.target_iteration / self.iteration
-
-
-def compare_curves(a: Curve, b: Curve) -> tuple[Reach, Reach]:
-    """For each curve, the first iteration at which it reaches the other's final accuracy (its last point: of two
-    points at the last iteration, a periodic one and the final evaluation, the one listed last)."""
-    if not a or not b:
-        raise ValueError("both curves need at least one point")
-    last_a = sorted(a, key=lambda p: p[0])[-1]     # sorted() is stable: the later of equal iterations stays last
-    last_b = sorted(b, key=lambda p: p[0])[-1]
-    return (Reach(last_a[0], last_a[1], last_b[0], last_b[1], iterations_to_reach(a, last_b[1])),
-            Reach(last_b[0], last_b[1], last_a[0], last_a[1], iterations_to_reach(b, last_a[1])))
-
-
-# ---- run folders ---------------------------------------------------------------------------------------------
-@dataclass
-class EvalTable:
-    """An evaluation table found in a run folder (eval_table*.json / .csv, else .md shown as text)."""
-    name: str
-    rows: list[dict[str, Any]] = field(default_factory=list)
-    note: str = ""
-    text: str | None = None
-
-
-@dataclass
-class RunRecord:
-    """What a run folder holds, read leniently: every file is optional, unreadable parts become `problems`."""
-    path: Path
-    label: str
-    events: list[dict[str, Any]]
-    summary: dict[str, Any] | None
-    metadata: dict[str, Any] | None
-    config_text: str | None
-    tables: list[EvalTable]
-    problems: list[str]
-
-    def iterations(self) -> list[dict[str, Any]]:
-        return [e for e in self.events if e.get("event") == "iteration" and _number(e.get("iteration"))]
-
-    def losses(self) -> list[tuple[int, float]]:
-        return [(e["iteration"], e["loss"]) for e in self.iterations() if _number(e.get("loss"))]
-
-    def points(self, metric: str = "val_mean") -> list[dict[str, Any]]:
-        """The periodic eval events that hold `metric`, by iteration."""
-        rows = [e for e in self.events if e.get("event") == "eval" and not e.get("final")
-                and _number(e.get("iteration")) and _number(e.get(metric))]
-        return sorted(rows, key=lambda e: e["iteration"])
-
-    def final_evaluation(self) -> dict[str, Any] | None:
-        """The final evaluation: its eval event, else summary.json's evaluation (with the run's last iteration,
-        when known; a coreset run has none)."""
-        finals = [e for e in self.events if e.get("event") == "eval" and e.get("final")]
-        if finals:
-            return finals[-1]
-        evaluation = (self.summary or {}).get("evaluation")
-        if not isinstance(evaluation, dict):
-            return None
-        iteration = (self.summary or {}).get("iterations", (self.metadata or {}).get("iterations"))
-        return {"event": "eval", "final": True, **({"iteration": iteration} if _number(iteration) else {}),
-                **evaluation}
-
-    def final_event(self, metric: str = "val_mean") -> dict[str, Any] | None:
-        """The final evaluation when it can go on a curve of `metric`: it has an iteration and that metric."""
-        event = self.final_evaluation()
-        if event is not None and _number(event.get("iteration")) and _number(event.get(metric)):
-            return event
-        return None
-
-    def curve(self, metric: str = "val_mean") -> list[tuple[int, float]]:
-        """(iteration, accuracy): the periodic evaluations, then the final one."""
-        points = [(e["iteration"], float(e[metric])) for e in self.points(metric)]
-        final = self.final_event(metric)
-        if final is not None:
-            points.append((final["iteration"], float(final[metric])))
-        return sorted(points, key=lambda p: p[0])
-
-    def final_accuracy(self, metric: str = "val_mean") -> tuple[int, float] | None:
-        """The run's final accuracy: the final evaluation's, else the last periodic one; with its iteration."""
-        curve = self.curve(metric)
-        return curve[-1] if curve else None
-
-
-def _number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _read_json(path: Path, problems: list[str]) -> Any:
-    if not path.exists():
-        return None
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError) as error:
-        problems.append(f"{path.name} could not be read ({error})")
-        return None
-
-
-def _read_events(path: Path, problems: list[str]) -> list[dict[str, Any]]:
-    if not path.exists():
-        return []
-    events, bad = [], 0
-    for line in path.read_text(errors="replace").splitlines():
-        if not line.strip():
-            continue
-        try:
-            event = json.loads(line)
-        except ValueError:
-            bad += 1
-            continue
-        if isinstance(event, dict):
-            events.append(event)
-        else:
-            bad += 1
-    if bad:
-        problems.append(f"{path.name}: {bad} unreadable line(s) skipped")
-    return events
-
-
-def _cell(text: str) -> Any:
-    """A CSV cell as a number when it is one."""
-    for kind in (int, float):
-        try:
-            return kind(text)
-        except ValueError:
-            pass
-    return text
-
-
-def read_tables(folder: Path, problems: list[str] | None = None) -> list[EvalTable]:
-    """The evaluation tables of a folder: eval_table*.json (rows: a list, or {"rows": [...]}), else the .csv of
-    the same name, else the .md as text."""
-    problems = [] if problems is None else problems
-    tables: dict[str, EvalTable] = {}
-    for path in sorted(folder.glob(TABLE_GLOB + ".json")):
-        data = _read_json(path, problems)
-        rows = data.get("rows") if isinstance(data, dict) else data
-        if isinstance(rows, list) and all(isinstance(r, dict) for r in rows):
-            note = data.get("recipe") if isinstance(data, dict) and isinstance(data.get("recipe"), str) else ""
-            tables[path.stem] = EvalTable(path.name, rows, "Recipe: " + note if note else "")
-        elif data is not None:
-            problems.append(f"{path.name} holds no list of rows")
-    for path in sorted(folder.glob(TABLE_GLOB + ".csv")):
-        if path.stem not in tables:
-            try:
-                with open(path, newline="") as f:
-                    rows = [{k: _cell(v) for k, v in row.items() if k is not None} for row in csv.DictReader(f)]
-                tables[path.stem] = EvalTable(path.name, rows)
-            except (OSError, csv.Error, UnicodeDecodeError) as error:
-                problems.append(f"{path.name} could not be read ({error})")
-    for path in sorted(folder.glob(TABLE_GLOB + ".md")):
-        if path.stem not in tables:
-            tables[path.stem] = EvalTable(path.name, text=path.read_text(errors="replace"))
-    return [tables[k] for k in sorted(tables)]
-
-
-def load_run(path: str | os.PathLike, label: str | None = None) -> RunRecord:
-    """Read a run folder (distill's or select's); any file may be missing, but not all of them."""
-    path = Path(path)
-    if not path.is_dir():
-        raise DreamddError(f"{path} is not a folder; give the run folder a `dreamdd distill` wrote")
-    if not any((path / name).exists() for name in RUN_FILES):
-        raise DreamddError(f"{path} is not a dreamdd run folder: it has none of {', '.join(RUN_FILES)}")
-    problems: list[str] = []
-    summary = _read_json(path / SUMMARY, problems)
-    if isinstance(summary, dict) and summary.get("status") == "running":
-        summary = RunDir(path).summary()   # "stopped" if no process writes it any more
-    metadata = _read_json(path / METADATA, problems)
-    config = path / CONFIG
-    return RunRecord(path=path, label=label or path.resolve().name, events=_read_events(path / METRICS, problems),
-                     summary=summary if isinstance(summary, dict) else None,
-                     metadata=metadata if isinstance(metadata, dict) else None,
-                     config_text=config.read_text(errors="replace") if config.exists() else None,
-                     tables=read_tables(path, problems), problems=problems)
-
-
-def load_runs(paths: Sequence[str | os.PathLike]) -> list[RunRecord]:
-    """Several runs, labelled by folder name (with parent folders added until the labels differ)."""
-    resolved = [Path(p).resolve() for p in paths]
-    depth = 1
-    labels = [p.name for p in resolved]
-    while len(set(labels)) < len(labels) and depth < 6:
-        depth += 1
-        labels = ["/".join(p.parts[-depth:]) for p in resolved]
-    if len(set(labels)) < len(labels):
-        labels = [f"{label} ({k + 1})" for k, label in enumerate(labels)]
-    return [load_run(p, label) for p, label in zip(paths, labels)]
 
 
 # ---- compare -------------------------------------------------------------------------------------------------
@@ -287,7 +70,7 @@ class Comparison:
 def _protocol(event: dict[str, Any]) -> str:
     """'dc, 3 x 300 epochs': the evaluation protocol's name (with what departs from it) and its networks."""
     size = (f"{event['repeats']} x {event['epochs']} epochs"
-            if _number(event.get("repeats")) and _number(event.get("epochs")) else "")
+            if is_number(event.get("repeats")) and is_number(event.get("epochs")) else "")
     return ", ".join(p for p in (event.get("protocol") if isinstance(event.get("protocol"), str) else "", size) if p)
 
 
@@ -347,9 +130,9 @@ def esc(value: Any) -> str:
 
 
 def _pm(mean: Any, std: Any) -> str:
-    if not _number(mean):
+    if not is_number(mean):
         return "–" if mean is None else esc(mean)
-    return f'<span class="pm">{mean:.2f} ± {std:.2f}</span>' if _number(std) else f"{mean:.2f}"
+    return f'<span class="pm">{mean:.2f} ± {std:.2f}</span>' if is_number(std) else f"{mean:.2f}"
 
 
 def html_table(rows: Sequence[dict[str, Any]], columns: Sequence[str] | None = None,
@@ -387,7 +170,7 @@ def _img(png: Path, alt: str, css_class: str = "") -> str:
 
 
 def _seconds(value: Any) -> str:
-    if not _number(value):
+    if not is_number(value):
         return "–"
     if value < 10:
         return f"{value:.3g} s"
@@ -396,7 +179,7 @@ def _seconds(value: Any) -> str:
 
 def _timing(key: str, value: Any) -> str:
     """A summary.json timing, by what its name says: a share, a count, or seconds."""
-    if not _number(value):
+    if not is_number(value):
         return esc(value)
     if key.endswith("share"):
         return f"{100 * value:.1f} %"
@@ -412,7 +195,7 @@ def _overview_row(run: RunRecord, anchor: str) -> str:
         dataset = dataset.get("name")
     final = run.final_evaluation() or {}
     periodic = run.points("val_mean")
-    val = final if _number(final.get("val_mean")) else (periodic[-1] if periodic else {})
+    val = final if is_number(final.get("val_mean")) else (periodic[-1] if periodic else {})
     cells = [f'<a href="#{anchor}">{esc(run.label)}</a>', esc(s.get("status", "–")), esc(dataset),
              esc(s.get("ipc", m.get("ipc"))), esc(s.get("method", m.get("method"))),
              esc(s.get("selector", m.get("selector"))), esc(s.get("init", m.get("init"))),
@@ -495,11 +278,11 @@ def _run_section(run: RunRecord, anchor: str) -> str:
     timings = s.get("timings") if isinstance(s.get("timings"), dict) else {}
     iterations = run.iterations()
     pairs = [("wall time", _seconds(s.get("wall_seconds")))]
-    seconds = [e["seconds"] for e in iterations if _number(e.get("seconds"))]
+    seconds = [e["seconds"] for e in iterations if is_number(e.get("seconds"))]
     if seconds:
         pairs.append((f"outer iteration (mean of {len(seconds)})", _seconds(sum(seconds) / len(seconds))))
     pairs += [(k, _timing(k, v)) for k, v in timings.items()]
-    if len(pairs) > 1 or _number(s.get("wall_seconds")):
+    if len(pairs) > 1 or is_number(s.get("wall_seconds")):
         rows = "".join(f"<tr><th>{esc(k)}</th><td>{v}</td></tr>" for k, v in pairs)
         parts.append(f'<table class="kv"><tbody>{rows}</tbody></table>')
         parts.append('<p class="note">select, match, network, evaluate: time spent in each part of the loop; '
@@ -540,7 +323,7 @@ nav a { margin-right: 1em; }
 
 def default_report_path(run_dirs: Sequence[str | os.PathLike]) -> Path:
     """RUN_DIR/report.html for one run, ./report.html for several."""
-    return Path(run_dirs[0]) / "report.html" if len(run_dirs) == 1 else Path("report.html")
+    return Path(run_dirs[0]) / REPORT if len(run_dirs) == 1 else Path(REPORT)
 
 
 def _loss_note(runs: Sequence[RunRecord]) -> str:
@@ -567,7 +350,7 @@ def write_report(run_dirs: Sequence[str | os.PathLike], out: str | os.PathLike |
     runs = load_runs(run_dirs)
     out = Path(out) if out is not None else default_report_path(run_dirs)
     if out.is_dir():
-        out = out / "report.html"
+        out = out / REPORT
     out.parent.mkdir(parents=True, exist_ok=True)
     accuracy = plot_accuracy(runs, out.parent / f"{out.stem}-accuracy.png", metric)
     loss = plot_loss(runs, out.parent / f"{out.stem}-loss.png")

@@ -12,9 +12,10 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from .artifact import METADATA, TENSORS, Distilled, load_distilled
+from .artifact import Distilled, load_distilled
 from .errors import DreamddError
-from .rundir import CONFIG, load_weights_only
+from .io.names import CONFIG, METADATA, TENSORS
+from .io.rundir import load_weights_only
 
 IMAGE_KEYS = ("images", "image", "data", "x", "x_train", "img")
 LABEL_KEYS = ("labels", "label", "targets", "target", "y", "y_train")

@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 from typing import Any, Sequence
 
-from .rundir import write_json, write_text
+from .io.rundir import write_json, write_text
 
 COLUMNS = ("model", "test_mean", "test_std", "test_last_mean", "test_last_std", "val_mean", "repeats", "epochs",
            "train_size", "protocol")

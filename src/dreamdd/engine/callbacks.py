@@ -8,33 +8,49 @@ State that a resumed run needs goes into state_dict(), saved in the checkpoint.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from tqdm.auto import tqdm
 
 if TYPE_CHECKING:
     from ..synthetic import SyntheticSet
-    from .distiller import Distiller
+
+
+class Loop(Protocol):
+    """What the callbacks use of the loop (the Distiller): its settings, data, method, context, run folder and
+    stopwatch, and its evaluation, records, log, snapshots and checkpoint state."""
+    config: Any
+    data: Any
+    method: Any
+    context: Any
+    run_dir: Any
+    timings: Any
+
+    def evaluate(self, synthetic: "SyntheticSet", repeats: int, epochs: int, test: bool) -> dict[str, Any]: ...
+    def record(self, event: dict[str, Any]) -> None: ...
+    def log(self, message: str) -> None: ...
+    def save_snapshot(self, completed: int, synthetic: "SyntheticSet") -> None: ...
+    def checkpoint_state(self, completed: int, synthetic: "SyntheticSet") -> dict[str, Any]: ...
 
 
 class Callback:
     """A behaviour of the loop; every hook does nothing unless overridden."""
 
-    def on_start(self, loop: "Distiller", start: int, synthetic: "SyntheticSet") -> None:
+    def on_start(self, loop: Loop, start: int, synthetic: "SyntheticSet") -> None:
         """Before outer iteration `start` (0: a new run; else resumed from a checkpoint)."""
 
-    def on_step_end(self, loop: "Distiller", done: int, synthetic: "SyntheticSet", loss: float,
+    def on_step_end(self, loop: Loop, done: int, synthetic: "SyntheticSet", loss: float,
                     seconds: float) -> None:
         """Outer iteration `done` - 1 has run (its mean loss, in `seconds`); still inside its measured time."""
 
-    def stop_after(self, loop: "Distiller", done: int, iteration_seconds: float) -> bool:
+    def stop_after(self, loop: Loop, done: int, iteration_seconds: float) -> bool:
         """Whether the loop should end after `done` outer iterations."""
         return False
 
-    def on_iteration_end(self, loop: "Distiller", done: int, synthetic: "SyntheticSet", last: bool) -> None:
+    def on_iteration_end(self, loop: Loop, done: int, synthetic: "SyntheticSet", last: bool) -> None:
         """After `done` outer iterations, with their time booked; `last`: no iteration follows."""
 
-    def on_end(self, loop: "Distiller", done: int, synthetic: "SyntheticSet") -> None:
+    def on_end(self, loop: Loop, done: int, synthetic: "SyntheticSet") -> None:
         """The loop is over after `done` outer iterations."""
 
     def state_dict(self) -> dict[str, Any]:
@@ -95,7 +111,7 @@ class PeriodicEvaluation(Callback):
         if self.every and last and self.evaluated_at != done:
             self.evaluate(loop, done, synthetic)
 
-    def evaluate(self, loop: "Distiller", done: int, synthetic: "SyntheticSet") -> None:
+    def evaluate(self, loop: Loop, done: int, synthetic: "SyntheticSet") -> None:
         """distill.eval_repeats networks of distill.eval_epochs epochs, recorded as an eval event."""
         cfg = loop.config.distill
         result = loop.evaluate(synthetic, cfg.eval_repeats, cfg.eval_epochs or loop.config.eval.epochs, test=False)

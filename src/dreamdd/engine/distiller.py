@@ -20,8 +20,9 @@ from ..data import LoadedDataset, dataset_reference
 from ..errors import DreamddError
 from ..evaluation import evaluate_images
 from ..image_optimizer import ImageSGD
+from ..io import names
 from ..methods import create_method
-from ..rundir import RunDir
+from ..io.rundir import RunDir
 from ..seeding import generator
 from ..selection import create_selector
 from ..synthetic import SyntheticSet, initial_images
@@ -29,8 +30,6 @@ from ..tables import accuracy_text
 from .callbacks import Callback, Checkpoints, Metrics, PeriodicEvaluation, Progress, Snapshots, TimeBudget
 from .context import LoopContext
 from .timing import Timings
-
-SNAPSHOTS = "snapshots"
 
 
 class Distiller:
@@ -248,7 +247,7 @@ class Distiller:
             return
         distilled = self.distilled(completed, synthetic)
         distilled.metadata["elapsed_seconds"] = self.timings.elapsed
-        save_distilled(self.run_dir.file(f"{SNAPSHOTS}/iter-{completed:06d}"), distilled)
+        save_distilled(self.run_dir.file(names.snapshot(completed)), distilled)
 
     def record(self, event: dict[str, Any]) -> None:
         """An event for the run's metrics.jsonl (nothing without a run folder)."""

@@ -16,18 +16,11 @@ from typing import Any, Callable, Iterator
 
 import torch
 
-from . import faults
-from .config import Config, safe_yaml
-from .errors import DreamddError, Interrupted
+from .. import faults
+from ..config import Config, safe_yaml
+from ..errors import DreamddError, Interrupted
+from .names import CHECKPOINT, CONFIG, LOCK, METRICS, REQUEST, SUMMARY, TENSORBOARD
 
-CONFIG = "config.yaml"
-METRICS = "metrics.jsonl"
-SUMMARY = "summary.json"
-CHECKPOINT = "checkpoint.pt"
-REQUEST = "request.json"      # what the command was asked to do beyond config.yaml (e.g. whether to evaluate)
-LOG = "log.txt"
-GRID = "grid.png"
-LOCK = ".lock"
 CHECKPOINT_FORMAT = "dreamdd-checkpoint"
 TEMPORARY_SUFFIX = ".tmp"
 CHUNK = 1 << 20
@@ -140,7 +133,7 @@ class RunDir:
         except ImportError:
             raise DreamddError("TensorBoard logging needs the tensorboard package: pip install tensorboard "
                                "(or run without --tensorboard; metrics.jsonl has the same numbers)") from None
-        self.tensorboard = SummaryWriter(str(self.path / "tensorboard"))
+        self.tensorboard = SummaryWriter(str(self.path / TENSORBOARD))
 
     @classmethod
     def create(cls, path: str | os.PathLike | None, default_name: str, base: str | os.PathLike = "runs",
