@@ -30,17 +30,17 @@ def test_parse_duration_refuses_what_is_not_a_duration(text):
 def test_budget_plans_the_run_and_chooses_the_lr_on_validation_only(tmp_path, monkeypatch):
     monkeypatch.setattr(budget, "PROBE_EVAL_EPOCHS", 2)
     scored = []
-    real = budget.evaluate_images
+    real = budget.Evaluator.evaluate
 
-    def validation_only(*args, **kwargs):
-        assert kwargs["test"] is False
-        scored.append(1)
-        return real(*args, **kwargs)
+    def recorded(self, *args, **kwargs):
+        scored.append(kwargs.get("test", True))
+        return real(self, *args, **kwargs)
 
-    monkeypatch.setattr(budget, "evaluate_images", validation_only)
+    monkeypatch.setattr(budget.Evaluator, "evaluate", recorded)
     result = dreamdd.distill("digits", 1, out=tmp_path / "run", quiet=True, budget="8s", overrides=TINY)
     plan = json.loads((result.path / "budget.json").read_text())
-    assert len(scored) == 1 + len(LR_FACTORS)          # the initial set and each candidate
+    # the initial set and each candidate on validation only; the test split once, by the run's final evaluation
+    assert scored == [False] * (1 + len(LR_FACTORS)) + [True]
     assert [c["multiple"] for c in plan["probe"]["candidates"]] == list(LR_FACTORS)
     assert plan["lr"] in [c["lr"] for c in plan["probe"]["candidates"]]
     best = max(plan["probe"]["candidates"], key=lambda c: (c["val_mean"], -c["lr"]))

@@ -1,4 +1,5 @@
 """The evaluation protocol: early stopping, parallel repeats, whole dataset, several models, tables."""
+import dataclasses
 import json
 
 import torch
@@ -7,7 +8,7 @@ import dreamdd
 from dreamdd.cli import main
 from dreamdd.config import EvalConfig
 from dreamdd.data import load
-from dreamdd.evaluation import evaluate_images
+from dreamdd.evaluation import Evaluator
 
 TINY = dict(epochs=6, repeats=2, val_every=1, batch=64)
 
@@ -21,8 +22,8 @@ def test_early_stopping_stops_after_patience():
     data = load("digits", val_size=0.1, seed=0)
     images, labels = _set(data)
     cfg = EvalConfig(**TINY, lr=0.0, patience=1)    # lr 0: validation never improves after the first pass
-    result = evaluate_images(images, labels, data, "convnet", {"width": 8, "depth": 2}, cfg, 0,
-                             torch.device("cpu"), repeats=1, epochs=50)
+    evaluator = Evaluator(data, cfg, torch.device("cpu"), 0, "convnet", {"width": 8, "depth": 2})
+    result = evaluator.evaluate(images, labels, repeats=1, epochs=50)
     run = result["runs"][0]
     assert run["epochs_trained"] == 2 and run["epoch"] == 2   # ties keep the later checkpoint
 
@@ -31,9 +32,9 @@ def test_parallel_repeats_match_sequential():
     data = load("digits", val_size=0.1, seed=0)
     images, labels = _set(data)
     cfg = EvalConfig(**TINY)
-    args = (images, labels, data, "convnet", {"width": 8, "depth": 2}, cfg, 0, torch.device("cpu"))
-    sequential = evaluate_images(*args, workers=1)
-    parallel = evaluate_images(*args, workers=2)
+    evaluator = Evaluator(data, cfg, torch.device("cpu"), 0, "convnet", {"width": 8, "depth": 2})
+    sequential = evaluator.evaluate(images, labels)
+    parallel = dataclasses.replace(evaluator, workers=2).evaluate(images, labels)
     assert [r["run"] for r in parallel["runs"]] == [0, 1]
     for a, b in zip(sequential["runs"], parallel["runs"]):
         assert abs(a["test_acc"] - b["test_acc"]) <= 1.0   # same seeds; threads may change rounding only

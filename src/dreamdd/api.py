@@ -11,14 +11,14 @@ import yaml
 from . import data as datasets
 from .artifact import (Distilled, artifact_problem, learned_eval_settings, load_distilled,
                        save_distilled)
-from .config import (OWN_DATA_PRESET, Config, EvalConfig, deep_update, default_preset, dump_yaml, fingerprint,
-                     load_preset, merge, model_options, protocol_eval, resolve, validate)
+from .config import (OWN_DATA_PRESET, Config, deep_update, dump_yaml, fingerprint, model_options, resolve,
+                     validate)
 from .devices import resolve_device
 from .engine.distiller import Distiller
 from .budget import parse_duration, plan_budget
 from .coreset import feature_network, select_coreset
 from .errors import DreamddError
-from .evaluation import BankTrainingSet, evaluate_images, evaluate_training_set
+from .evaluation import BankTrainingSet, Evaluator, evaluation_network, resolve_recipe
 from .plots import save_grid
 from .io.names import BUDGET, CONFIG, GRID, REQUEST, TENSORS
 from .io.run import RunSession
@@ -189,26 +189,6 @@ def _resume(session: RunSession, iterations: int | None, device: str | None,
     return config, state, evaluate, reuse
 
 
-def _recipe(stored: dict[str, Any], dataset: str, overrides: dict[str, Any] | None,
-            protocol: str | None = None) -> EvalConfig:
-    """The evaluation recipe: the artifact's own, else the dataset's preset; then a named protocol's settings
-    (for this dataset: config.protocol_eval), then `overrides` (eval section)."""
-    config = Config()
-    if not stored:
-        preset = default_preset(dataset, None)
-        merge(config, {"eval": load_preset(preset).get("eval", {})}, origin=f"preset {preset}")
-    stored = {k: v for k, v in stored.items() if k in EvalConfig.__dataclass_fields__}
-    if stored and "protocol" not in stored:   # written before protocols had names: its settings, unnamed
-        stored["protocol"] = "idc"
-    merge(config, {"eval": stored}, origin="artifact recipe")
-    if protocol is not None:
-        merge(config, {"eval": {"protocol": protocol, **protocol_eval(protocol, dataset)}}, origin="--protocol")
-    if overrides:
-        merge(config, overrides, origin="--set")
-        validate(config)
-    return config.eval
-
-
 def _prepare(source, dataset: str | None, mean, std, factor, data_root: str | None, overrides,
              protocol: str | None = None):
     """Load the set (any source), its dataset splits and the evaluation recipe."""
@@ -233,16 +213,8 @@ def _prepare(source, dataset: str | None, mean, std, factor, data_root: str | No
                              image_size=(meta.get("dataset") or {}).get("image_size"))
     check_fits(distilled, data.info)
     stored = meta.get("recipe") or (meta.get("evaluation") or {}).get("recipe", {})   # the run's, else its result's
-    recipe = _recipe(stored, split["dataset"], overrides, protocol)
+    recipe = resolve_recipe(stored, split["dataset"], overrides, protocol)
     return distilled, data, recipe
-
-
-def _model_for(meta: dict[str, Any], recipe: EvalConfig, model: str | None) -> tuple[str, dict[str, Any]]:
-    """The evaluation network: asked for, else the recipe's, else the distillation model (with its options)."""
-    model_meta = dict(meta.get("model", {"name": "convnet"}))
-    distill_model = model_meta.pop("name")
-    name = model or recipe.model or distill_model
-    return name, (model_meta if name == distill_model else {})
 
 
 def evaluate_models(source: str | os.PathLike | Distilled, models: Sequence[str | None], *,
@@ -256,15 +228,12 @@ def evaluate_models(source: str | os.PathLike | Distilled, models: Sequence[str 
     dm, mtt: dreamdd.protocols)."""
     distilled, data, recipe = _prepare(source, dataset, mean, std, factor, data_root, overrides, protocol)
     images, labels = distilled.decoded()
-    torch_device = resolve_device(device)
     learned_lr, preprocess = learned_eval_settings(distilled)   # MTT: its learned lr and ZCA whitening
-    results = []
-    for model in models:
-        name, options = _model_for(distilled.metadata, recipe, model)
-        results.append(evaluate_images(images, labels, data, name, options, recipe, seed, torch_device,
-                                       repeats=repeats, epochs=epochs, quiet=quiet, workers=workers,
-                                       preprocess=preprocess, learned_lr=learned_lr))
-    return results
+    evaluator = Evaluator(data, recipe, resolve_device(device), seed, learned_lr=learned_lr, preprocess=preprocess,
+                          workers=workers, quiet=quiet)
+    distilled_with = distilled.metadata.get("model", {"name": "convnet"})
+    return [evaluator.with_model(*evaluation_network(distilled_with, recipe, model))
+            .evaluate(images, labels, repeats=repeats, epochs=epochs) for model in models]
 
 
 def evaluate(source: str | os.PathLike | Distilled, *, model: str | None = None, **options) -> dict[str, Any]:
@@ -281,12 +250,12 @@ def evaluate_whole_dataset(dataset: str, *, model: str | None = None, repeats: i
                            quiet: bool = True) -> dict[str, Any]:
     """The upper bound: the same recipe on the whole training split (less the validation split)."""
     data = datasets.load(dataset, root=data_root or "data", val_size=val_size, seed=seed)
-    recipe = _recipe({}, dataset, overrides, protocol)
-    name = model or recipe.model or "convnet"
+    recipe = resolve_recipe({}, dataset, overrides, protocol)
     torch_device = resolve_device(device)
-    trainset = BankTrainingSet(data.train, data.info, torch_device)
-    return evaluate_training_set(trainset, data, name, {}, recipe, seed, torch_device, repeats=repeats,
-                                 epochs=epochs, quiet=quiet, workers=workers)
+    evaluator = Evaluator(data, recipe, torch_device, seed, model or recipe.model or "convnet", workers=workers,
+                          quiet=quiet)
+    return evaluator.evaluate_training_set(BankTrainingSet(data.train, data.info, torch_device), repeats=repeats,
+                                           epochs=epochs)
 
 
 SELECT_RESUME_ACCEPTS = "--device and --quiet"
@@ -359,9 +328,8 @@ def _select_in(session: RunSession, config: Config) -> RunResult:
                               "val_size": config.data.val_size, "seed": seed}}
         distilled = Distilled(images, labels, metadata)
         if evaluate:
-            name, options = _model_for(metadata, config.eval, None)
-            distilled.metadata["evaluation"] = evaluate_images(images, labels, data, name, options, config.eval,
-                                                               seed, torch_device, quiet=quiet)
+            evaluator = Evaluator.for_config(config, data, torch_device, quiet=quiet)
+            distilled.metadata["evaluation"] = evaluator.evaluate(images, labels)
         save_distilled(run.path, distilled)
         save_grid(run.file(GRID), images, labels, data.info.class_names,
                   title=f"{data.info.name}, {per_class} per class, coreset {method}")

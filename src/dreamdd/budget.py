@@ -25,11 +25,11 @@ from typing import Any, Callable
 
 import torch
 
-from .config import Config, eval_model
+from .config import Config
 from .data import LoadedDataset
 from .engine.distiller import Distiller
 from .errors import DreamddError
-from .evaluation import evaluate_images
+from .evaluation import Evaluator
 from .methods import dc_loops
 from .synthetic import SyntheticSet
 
@@ -91,10 +91,9 @@ def _score(config: Config, data: LoadedDataset, device: torch.device, images: to
            preprocess, learned_lr) -> float:
     """Validation accuracy of a set (one network, PROBE_EVAL_EPOCHS epochs); never the test split."""
     decoded, labels = SyntheticSet(images, data.info.num_classes, factor).decoded()
-    model, options = eval_model(config)
-    recipe = dataclasses.replace(config.eval, val_every=PROBE_EVAL_EPOCHS)
-    result = evaluate_images(decoded, labels, data, model, options, recipe, config.seed, device, repeats=1,
-                             epochs=PROBE_EVAL_EPOCHS, test=False, preprocess=preprocess, learned_lr=learned_lr)
+    evaluator = Evaluator.for_config(config, data, device, learned_lr=learned_lr, preprocess=preprocess)
+    evaluator.recipe = dataclasses.replace(config.eval, val_every=PROBE_EVAL_EPOCHS)
+    result = evaluator.evaluate(decoded, labels, repeats=1, epochs=PROBE_EVAL_EPOCHS, test=False)
     return float(result["val_mean"])
 
 

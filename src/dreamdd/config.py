@@ -203,13 +203,6 @@ def model_options(config: Config) -> dict[str, Any]:
             if v is not None}
 
 
-def eval_model(config: Config) -> tuple[str, dict[str, Any]]:
-    """The evaluation network: the distillation model unless eval.model names another (with its defaults)."""
-    if config.eval.model in (None, config.model.name):
-        return config.model.name, model_options(config)
-    return config.eval.model, {}
-
-
 SECTIONS = ("data", "model", "synth", "match", "select", "distill", "eval", "dc", "dm", "mtt", "dreamplus")
 METHODS = ("idc", "dc", "dsa", "dm", "mtt", "dreamplus")
 # the original papers' image learning rates, used when synth.lr is unset (IDC and DREAM+ scale with IPC instead)

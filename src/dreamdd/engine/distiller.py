@@ -15,10 +15,10 @@ from tqdm.auto import tqdm
 
 from .. import __version__
 from ..artifact import Distilled, save_distilled
-from ..config import Config, eval_model, fingerprint, model_options
+from ..config import Config, fingerprint, model_options
 from ..data import LoadedDataset, dataset_reference
 from ..errors import DreamddError
-from ..evaluation import evaluate_images
+from ..evaluation import Evaluator
 from ..image_optimizer import ImageSGD
 from ..io import names
 from ..methods import create_method
@@ -108,10 +108,9 @@ class Distiller:
     def evaluate(self, synthetic: SyntheticSet, repeats: int, epochs: int, test: bool) -> dict[str, Any]:
         with self.timings.part("evaluate"):
             images, labels = synthetic.decoded()
-            model, options = eval_model(self.config)
-            return evaluate_images(images, labels, self.data, model, options, self.config.eval, self.config.seed,
-                                   self.device, repeats=repeats, epochs=epochs, test=test, quiet=self.quiet,
-                                   preprocess=self.method.eval_preprocess(), learned_lr=self.method.eval_lr())
+            evaluator = Evaluator.for_config(self.config, self.data, self.device, learned_lr=self.method.eval_lr(),
+                                             preprocess=self.method.eval_preprocess(), quiet=self.quiet)
+            return evaluator.evaluate(images, labels, repeats=repeats, epochs=epochs, test=test)
 
     def checkpoint_state(self, completed: int, synthetic: SyntheticSet) -> dict[str, Any]:
         """All a resumed run needs: every random stream is derived from (seed, iteration), so no RNG bytes."""
