@@ -5,7 +5,7 @@ from torch import nn
 
 from dreamdd.errors import DreamddError
 from dreamdd.models import ConvNet, create_model, list_models, matching_parameters, register_model
-from dreamdd.models import registry
+from dreamdd.registry import MODELS
 from dreamdd.seeding import generator, global_seed
 
 SHAPES = [(1, (8, 8)), (1, (28, 28)), (3, (32, 32))]
@@ -111,7 +111,7 @@ def test_user_errors():
 
 
 def test_register_model_uses_function_name(monkeypatch):
-    monkeypatch.setattr(registry, "_MODELS", dict(registry._MODELS))
+    monkeypatch.setattr(MODELS, "_entries", dict(MODELS._entries))   # the test model is forgotten after
 
     @register_model()
     def tiny_linear(num_classes, channels, image_size):

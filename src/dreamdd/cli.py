@@ -11,9 +11,15 @@ from typing import Sequence
 from .errors import DreamddError, Interrupted, os_error_message
 from .io.names import EVAL_TABLE
 from .protocols import PROTOCOLS
+from .registry import METHODS, coreset_methods
 from .tables import accuracy_text
 
 EXIT_USER_ERROR = 2
+
+
+def given(**options):
+    """The options the user gave (not None): the rest keep the API's defaults, which live only there."""
+    return {k: v for k, v in options.items() if v is not None}
 
 
 def add_common(parser: argparse.ArgumentParser) -> None:
@@ -41,7 +47,7 @@ def distill_parser(sub) -> None:
     p.add_argument("--preset", help="settings preset (default: <dataset>-ipc<N> or <dataset> when one exists; "
                                     "see `dreamdd presets`)")
     p.add_argument("--selector", choices=["dream", "random"], help="real batches: representative (DREAM) or random")
-    p.add_argument("--method", choices=["idc", "dc", "dsa", "dm", "mtt", "dreamplus"],
+    p.add_argument("--method", choices=list(METHODS),
                    help="matching framework (default: the preset's, idc); mtt needs --set mtt.experts=DIR "
                         "(see `dreamdd experts`)")
     p.add_argument("--init", choices=["noise", "real", "representative"], help="synthetic initialisation")
@@ -84,7 +90,7 @@ def evaluate_parser(sub) -> None:
                         "set's learned lr); every setting is recorded with the result")
     p.add_argument("--repeats", type=int, help="fresh networks per model (mean and std)")
     p.add_argument("--epochs", type=int, help="training epochs per network")
-    p.add_argument("--workers", type=int, default=1, help="train the repeats in this many processes (CPU)")
+    p.add_argument("--workers", type=int, help="train the repeats in this many processes (CPU; default 1)")
     p.add_argument("--dataset", help="the dataset whose splits evaluate the set (needed for non-dreamdd sets)")
     p.add_argument("--mean", help="comma-separated mean the stored images were normalized with (non-dreamdd)")
     p.add_argument("--std", help="comma-separated std the stored images were normalized with (non-dreamdd)")
@@ -106,7 +112,7 @@ def select_parser(sub) -> None:
                                    "evaluate them with the dataset's recipe.")
     p.add_argument("--dataset")
     p.add_argument("--per-class", type=int, help="images per class")
-    p.add_argument("--method", choices=["random", "herding", "kcenter", "representative"],
+    p.add_argument("--method", choices=coreset_methods(),
                    help="selection method (default random)")
     p.add_argument("--feature-epochs", type=int, help="epochs of the feature network (default 2)")
     p.add_argument("--resume", metavar="RUN_DIR", help="finish a stopped select run (accepts only --device and "
@@ -204,7 +210,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "per class and split, missing, duplicate or unknown classes, class order "
                                    "against the pinned lists and (unless --no-decode) that every image decodes. "
                                    "Exit status 2 when something is wrong.")
-    p.add_argument("--data-root", default="data", help="folder searched for dataset files (default: ./data)")
+    p.add_argument("--data-root", help="folder searched for dataset files (default: ./data)")
     p.add_argument("--check", metavar="NAME", help="check one dataset and say what is wrong and how to fix it")
     p.add_argument("--no-decode", action="store_true", help="with --check: skip decoding every image")
     p.add_argument("--workers", type=int, help="with --check: decoding processes (default: all CPUs)")
@@ -248,9 +254,9 @@ def run_evaluate(args) -> int:
     from .api import evaluate_models, evaluate_whole_dataset
     from .config import parse_overrides
     from .tables import markdown, write_tables
-    common = dict(repeats=args.repeats, epochs=args.epochs, data_root=args.data_root,
-                  device=args.device or "auto", seed=0 if args.seed is None else args.seed, workers=args.workers,
-                  overrides=parse_overrides(args.overrides), protocol=args.protocol, quiet=args.quiet)
+    common = dict(repeats=args.repeats, epochs=args.epochs, data_root=args.data_root, protocol=args.protocol,
+                  overrides=parse_overrides(args.overrides), quiet=args.quiet,
+                  **given(device=args.device, seed=args.seed, workers=args.workers))
     models = args.models.split(",") if args.models else [args.model]
     if args.whole_dataset:
         results = [evaluate_whole_dataset(args.whole_dataset, model=m, **common) for m in models]
@@ -299,7 +305,7 @@ def prepare_parser(sub) -> None:
     p.add_argument("dataset", metavar="DATASET", help="tiny-imagenet, imagenet-1k, imagenette, imagewoof, "
                                                       "imagefruit, imageyellow, imagemeow, imagesquawk, "
                                                       "imagenet-10, imagenet-100")
-    p.add_argument("--data-root", default="data", help="folder holding the dataset (default: ./data)")
+    p.add_argument("--data-root", help="folder holding the dataset (default: ./data)")
     p.add_argument("--image-size", type=int, help="image side (default: the dataset's, e.g. 64 for tiny-imagenet)")
     p.add_argument("--workers", type=int, help="decoding processes (default: all CPUs)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -342,7 +348,8 @@ def run_prepare(args) -> int:
 
     from .data import prepare
     started = time.time()
-    store = prepare(args.dataset, args.data_root, args.image_size, workers=args.workers, quiet=args.quiet)
+    store = prepare(args.dataset, image_size=args.image_size, workers=args.workers, quiet=args.quiet,
+                    **given(root=args.data_root))
     counts = {s: sum(store.index["splits"][s]["counts"]) for s in ("train", "test")}
     print(f"prepared: {store.path} ({len(store.index['class_ids'])} classes, {counts['train']} train / "
           f"{counts['test']} test images at {store.image_size[0]}x{store.image_size[1]}, "
@@ -354,13 +361,13 @@ def run_datasets(args) -> int:
     from .data import list_datasets
     if args.check:
         from .data.check import check
-        report = check(args.check, args.data_root, workers=args.workers, quiet=args.quiet,
-                       decode_all=not args.no_decode)
+        report = check(args.check, workers=args.workers, quiet=args.quiet, decode_all=not args.no_decode,
+                       **given(root=args.data_root))
         print(report.text())
         if not report.ok:
             raise DreamddError(f"{report.name} has {len(report.problems)} problem(s), listed above with their fixes")
         return 0
-    rows = list_datasets(args.data_root)
+    rows = list_datasets(**given(root=args.data_root))
     width = max(len(r["name"]) for r in rows)
     for r in rows:
         state = "present" if r["present"] else "missing"

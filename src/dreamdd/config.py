@@ -13,6 +13,7 @@ import yaml
 from .augment import MODES as AUGMENT_MODES
 from .errors import DreamddError
 from .protocols import PROTOCOL_KEYS, PROTOCOLS, SCHEDULES, protocol_settings
+from .registry import METHODS
 
 
 @dataclass
@@ -204,7 +205,6 @@ def model_options(config: Config) -> dict[str, Any]:
 
 
 SECTIONS = ("data", "model", "synth", "match", "select", "distill", "eval", "dc", "dm", "mtt", "dreamplus")
-METHODS = ("idc", "dc", "dsa", "dm", "mtt", "dreamplus")
 # the original papers' image learning rates, used when synth.lr is unset (IDC and DREAM+ scale with IPC instead)
 METHOD_IMAGE_LR = {"dc": 0.1, "dsa": 0.1, "dm": 1.0, "mtt": 1000.0}
 
@@ -309,18 +309,29 @@ def preset_dir() -> Path:
     return Path(str(resources.files("dreamdd") / "presets"))
 
 
+# Presets that only set the IPC of a dataset's preset are generated, not files: `<dataset>-ipc<N>` for each N.
+IPC_PRESETS = {"mnist": (1, 10, 50), "fashion-mnist": (1, 10, 50), "svhn": (1, 10, 50), "cifar10": (1, 10, 50),
+               "cifar100": (1, 10, 50), "tiny-imagenet": (1, 10), "imagenet-10": (10, 20),
+               "imagenet-100": (10, 20)}
+_GENERATED = {f"{dataset}-ipc{ipc}": (dataset, ipc) for dataset, ipcs in IPC_PRESETS.items() for ipc in ipcs}
+
+
 def list_presets() -> dict[str, str]:
     """Preset name -> its first comment line (what it is for)."""
-    out = {}
-    for path in sorted(preset_dir().glob("*.yaml")):
+    out = {name: f"{dataset} at IPC {ipc}, with the settings of the {dataset} preset"
+           for name, (dataset, ipc) in _GENERATED.items()}
+    for path in preset_dir().glob("*.yaml"):
         first = path.read_text().splitlines()[0] if path.read_text() else ""
         out[path.stem] = first.lstrip("# ").strip()
-    return out
+    return dict(sorted(out.items()))
 
 
 def load_preset(name: str, _seen: tuple[str, ...] = ()) -> dict[str, Any]:
     """The preset's settings with its `extends` chain resolved (later files win)."""
     path = Path(name) if name.endswith((".yaml", ".yml")) else preset_dir() / f"{name}.yaml"
+    if not path.exists() and name in _GENERATED:
+        dataset, ipc = _GENERATED[name]
+        return deep_update(load_preset(dataset, _seen + (name,)), {"synth": {"ipc": ipc}})
     if not path.exists():
         raise DreamddError(f"unknown preset '{name}'; known presets: {', '.join(list_presets())} "
                            "(or give the path of a .yaml file)")
@@ -394,13 +405,15 @@ def resolve(dataset: str | None = None, ipc: int | None = None, preset: str | No
     return config
 
 
+DISTILL_SELECTORS = ("dream", "representative", "random")   # the loop's real batches: DREAM's or random
+INITS = ("noise", "real", "representative")
 CHOICES = {
-    ("synth", "init"): ("noise", "real", "representative"),
+    ("synth", "init"): INITS,
     ("match", "metric"): ("mse", "l1", "dc"),
-    ("match", "method"): METHODS,
+    ("match", "method"): tuple(METHODS),
     ("dc", "metric"): ("dc", "mse", "l1"),
     ("dc", "parameters"): ("all", "conv"),
-    ("select", "selector"): ("dream", "representative", "random"),
+    ("select", "selector"): DISTILL_SELECTORS,
     ("select", "kmeans_init"): ("kmeans++", "random"),
     ("eval", "protocol"): tuple(PROTOCOLS),
     ("eval", "lr_schedule"): SCHEDULES,

@@ -10,10 +10,10 @@ from .config import Config, model_options
 from .data import LoadedDataset
 from .errors import DreamddError
 from .seeding import generator
+from .registry import coreset_methods
 from .selection import create_selector
 from .training import build_network, make_augment, sgd, train_step
 
-CORESET_METHODS = ("random", "herding", "kcenter", "representative")
 
 
 def feature_network(config: Config, data: LoadedDataset, device: torch.device, epochs: int,
@@ -38,8 +38,8 @@ def feature_network(config: Config, data: LoadedDataset, device: torch.device, e
 def select_coreset(data: LoadedDataset, method: str, per_class: int, net: nn.Module | None, seed: int,
                    device: torch.device) -> torch.Tensor:
     """Indices into the training split: `per_class` images of every class chosen by `method`."""
-    if method not in CORESET_METHODS:
-        raise DreamddError(f"unknown coreset method '{method}'; use one of {', '.join(CORESET_METHODS)}")
+    if method not in coreset_methods():
+        raise DreamddError(f"unknown coreset method '{method}'; use one of {', '.join(coreset_methods())}")
     bank = data.train
     smallest = min(bank.class_counts())
     if per_class > smallest:

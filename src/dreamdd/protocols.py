@@ -22,20 +22,21 @@ from __future__ import annotations
 from typing import Any
 
 from .errors import DreamddError
+from .registry import Registry
 
 _SGD = {"lr": 0.01, "momentum": 0.9, "weight_decay": 5e-4}
 _DSA = {"epochs": 1000, "batch": 256, **_SGD, "augment": "color_crop_cutout_flip_scale_rotate",
         "augment_mode": "single", "cutmix_prob": 0.0, "cutmix_beta": 1.0, "lr_schedule": "half",
         "learned_lr": False}
 
-PROTOCOLS: dict[str, dict[str, Any]] = {
+PROTOCOLS = Registry("evaluation protocol", {
     "idc": {"epochs": 1000, "batch": 64, **_SGD, "augment": "color_crop_flip_scale_rotate", "augment_mode": "idc",
             "cutmix_prob": 0.5, "cutmix_beta": 1.0, "lr_schedule": "idc", "learned_lr": False},
     "dc": {**_DSA, "epochs": 300, "augment": ""},
     "dsa": dict(_DSA),
     "dm": dict(_DSA),
     "mtt": {**_DSA, "learned_lr": True},
-}
+})
 # the evaluation settings a protocol fixes; the rest (model, repeats, val_every, patience) are how many networks
 # and how dreamdd chooses their checkpoint
 PROTOCOL_KEYS = tuple(PROTOCOLS["idc"])

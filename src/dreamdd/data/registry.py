@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from ..errors import DreamddError
+from ..registry import Registry
 from ..seeding import generator
 from . import download as dl
 from . import readers
@@ -161,7 +162,7 @@ CIFAR100_MD5 = {"train": "16019d7e3df5f24257cddd939b257f8d", "test": "f0ef6b0ae6
                 "meta": "7973b15100ade9c7d40fb424638fde48"}
 SVHN_MD5 = {"train_32x32.mat": "e26dedcc434d2e4c54c9b2d4a06d8373", "test_32x32.mat": "eb5a983be6a315427106f1b0d9a5c7ea"}
 
-SPECS: dict[str, DatasetSpec] = {s.name: s for s in [
+SPECS = Registry("dataset", {s.name: s for s in [
     DatasetSpec("digits", "scikit-learn's 8x8 handwritten digits (1797 images), built in: no files needed",
                 DatasetInfo("digits", 10, 1, (8, 8), DIGITS_MEAN, DIGITS_STD, DIGITS)),
     DatasetSpec("mnist", "MNIST handwritten digits, 28x28 grayscale, 60000 train / 10000 test",
@@ -194,7 +195,7 @@ SPECS: dict[str, DatasetSpec] = {s.name: s for s in [
                 folders=("svhn", "SVHN", "."), files=(("train_32x32.mat",), ("test_32x32.mat",)), read=_read_svhn,
                 resources=tuple(Resource(f, SVHN_URL + f, m) for f, m in SVHN_MD5.items()),
                 download_dir="svhn", checksums=SVHN_MD5),
-]}
+]})
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 # Default image sizes: TinyImageNet's own 64; the MTT subsets and fast.ai's at MTT's 128; IDC's ImageNet-10/100 at
 # IDC's 224 (argument.py --size); ImageNet-1K at 64 (a choice: a prepared 1.28M-image store of 15 GB).
@@ -213,12 +214,14 @@ def _layout_spec(layout: Layout) -> DatasetSpec:
                        folders=layout.folders, layout=layout)
 
 
-SPECS.update({name: _layout_spec(layout) for name, layout in layouts().items()})
-ALIASES = {"tinyimagenet": "tiny-imagenet", "tiny_imagenet": "tiny-imagenet", "tiny": "tiny-imagenet",
+for _name, _layout in layouts().items():
+    SPECS.add(_name, _layout_spec(_layout))
+SPECS.aliases.update({"tinyimagenet": "tiny-imagenet", "tiny_imagenet": "tiny-imagenet", "tiny": "tiny-imagenet",
            "imagenet": "imagenet-1k", "imagenet1k": "imagenet-1k", "imagenet10": "imagenet-10",
            "imagenet100": "imagenet-100",
            "fashion_mnist": "fashion-mnist", "fmnist": "fashion-mnist", "fashionmnist": "fashion-mnist",
-           "cifar-10": "cifar10", "cifar_10": "cifar10", "cifar-100": "cifar100", "cifar_100": "cifar100"}
+           "cifar-10": "cifar10", "cifar_10": "cifar10", "cifar-100": "cifar100", "cifar_100": "cifar100"})
+ALIASES = SPECS.aliases
 
 
 def dataset_names() -> list[str]:
@@ -228,7 +231,7 @@ def dataset_names() -> list[str]:
 
 def _spec(name: str) -> DatasetSpec | None:
     key = name.strip().lower()
-    return SPECS.get(ALIASES.get(key, key))
+    return SPECS.get(key)
 
 
 # ------------------------------------------------------------------------------------------ finding files

@@ -1,4 +1,4 @@
-"""The Method interface every distillation framework implements, and the name -> method registry.
+"""The Method interface every distillation framework implements; the methods are named in dreamdd.registry.
 
 The loop owns the synthetic set, its image optimizer, the outer-iteration counter, checkpoints, evaluation and
 records. A Method owns what happens inside one outer iteration: which networks it builds, samples or trains, the
@@ -9,13 +9,13 @@ run is bit-identical to an uninterrupted one; state that carries across iteratio
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
-from ..errors import DreamddError
 from ..image_optimizer import Preconditioner, channel_preconditioner
+from ..registry import METHODS
 from .context import MethodContext
 
 if TYPE_CHECKING:
@@ -86,22 +86,10 @@ class Method:
         return None
 
 
-_METHODS: dict[str, Callable[[MethodContext], Method]] = {}
-
-
-def register_method(name: str):
-    def wrap(factory):
-        _METHODS[name] = factory
-        return factory
-    return wrap
-
-
 def create_method(name: str, ctx: MethodContext) -> Method:
     """The Method called `name` (see list_methods()), bound to the loop's context."""
-    if name not in _METHODS:
-        raise DreamddError(f"unknown method '{name}'; known: {', '.join(list_methods())}")
-    return _METHODS[name](ctx)
+    return METHODS.create(name, ctx)
 
 
 def list_methods() -> list[str]:
-    return sorted(_METHODS)
+    return METHODS.names()

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 
 from ..training import make_augment, sgd, train_step
-from .base import Method, register_method
+from .base import Method
 from .gradient import GradientMatching
 
 
@@ -20,7 +20,6 @@ def dc_loops(ipc: int) -> tuple[int, int]:
     return table[nearest]
 
 
-@register_method("dc")
 class DC(Method):
     name = "dc"
     image_space = "normalized"   # DC's main.py learns the normalized images and never clamps them
@@ -77,7 +76,6 @@ class DC(Method):
         return sum(losses) / len(losses)
 
 
-@register_method("dsa")
 class DSA(DC):
     """DC with differentiable siamese augmentation (dc.augment, DSA's 'color_crop_cutout_flip_scale_rotate')."""
 

@@ -6,10 +6,9 @@ from __future__ import annotations
 import torch
 
 from ..training import make_augment
-from .base import Method, register_method
+from .base import Method
 
 
-@register_method("dm")
 class DM(Method):
     name = "dm"
     image_space = "normalized"   # DM's main_DM.py learns the normalized images and never clamps them

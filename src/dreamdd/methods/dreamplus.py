@@ -8,12 +8,10 @@ import torch
 
 from ..seeding import generator
 from ..training import sgd
-from .base import register_method
 from .gradient import feature_distance, gradient_distance
 from .idc import IDC
 
 
-@register_method("dreamplus")
 class DreamPlus(IDC):
     """IDC's loop with DREAM+'s bidirectional loss and a warm-up epoch after each network initialisation."""
 

@@ -5,11 +5,10 @@ from __future__ import annotations
 import torch
 
 from ..training import make_augment, sgd
-from .base import Method, register_method
+from .base import Method
 from .gradient import GradientMatching
 
 
-@register_method("idc")
 class IDC(Method):
     """Gradient matching of conv-weight gradients (mse or l1), one image step per class per round."""
 

@@ -24,10 +24,9 @@ from ..experts import ExpertBuffer, zca_for
 from ..synthetic import decode
 from ..training import make_augment
 from ..zca import Preprocessed
-from .base import Method, register_method
+from .base import Method
 
 
-@register_method("mtt")
 class MTT(Method):
     name = "mtt"
     clamps = False               # MTT's distill.py never clamps its images

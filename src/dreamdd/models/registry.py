@@ -1,38 +1,29 @@
-"""Model registry (timm style): factories register under a name; create_model builds one from a config."""
+"""Models by name (timm style, in dreamdd.registry.MODELS): factories register under a name; create_model builds
+one from a config."""
 from __future__ import annotations
 
 import inspect
-from typing import Callable
 
 from torch import nn
 
 from ..errors import DreamddError
-
-_MODELS: dict[str, Callable[..., nn.Module]] = {}
+from ..registry import MODELS
 
 
 def register_model(name: str | None = None):
     """Decorator: register a factory `fn(num_classes, channels, image_size, **options) -> nn.Module`
     under `name` (default: the function's name)."""
-    def wrap(factory):
-        key = name or factory.__name__
-        if key in _MODELS and _MODELS[key] is not factory:
-            raise ValueError(f"model name '{key}' is already registered")
-        _MODELS[key] = factory
-        return factory
-    return wrap
+    return MODELS.register(name)
 
 
 def list_models() -> list[str]:
-    return sorted(_MODELS)
+    return MODELS.names()
 
 
 def create_model(name: str, num_classes: int, channels: int, image_size: tuple[int, int] | int,
                  **kwargs) -> nn.Module:
     """Build a registered model; options set to None are dropped so that the factory's defaults apply."""
-    if name not in _MODELS:
-        raise DreamddError(f"unknown model '{name}'; known models: {', '.join(list_models())}")
-    factory = _MODELS[name]
+    factory = MODELS[name]
     if isinstance(image_size, int):
         image_size = (image_size, image_size)
     image_size = (int(image_size[0]), int(image_size[1]))

@@ -1,4 +1,4 @@
-"""The interface every real-batch selector implements, and the name -> selector registry."""
+"""The interface every real-batch selector implements (the selectors are named in dreamdd.registry)."""
 from __future__ import annotations
 
 from typing import Any, Callable
@@ -6,7 +6,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from ..errors import DreamddError
+from ..registry import SELECTORS
 
 ImagesFn = Callable[[torch.Tensor], torch.Tensor]
 """images_fn(indices) -> normalized float images (N, C, H, W) on the compute device, ready for the network."""
@@ -49,24 +49,11 @@ def random_subset(candidates: torch.Tensor, n: int, generator: torch.Generator) 
     return candidates[order.to(candidates.device)]
 
 
-_SELECTORS: dict[str, Callable[..., Selector]] = {}
-_ALIASES = {"representative": "dream"}
-
-
-def register_selector(name: str):
-    def wrap(factory):
-        _SELECTORS[name] = factory
-        return factory
-    return wrap
-
-
 def create_selector(name: str, **kwargs) -> Selector:
-    """A selector by name: "random" (IDC) or "dream" / "representative" (k-means representatives)."""
-    key = _ALIASES.get(name, name)
-    if key not in _SELECTORS:
-        raise DreamddError(f"unknown selector '{name}'; known: {', '.join(list_selectors())}")
-    return _SELECTORS[key](**kwargs)
+    """A selector by name (dreamdd.registry.SELECTORS): "random" (IDC), "dream" / "representative" (k-means
+    representatives), "herding" or "kcenter"."""
+    return SELECTORS.create(name, **kwargs)
 
 
 def list_selectors() -> list[str]:
-    return sorted([*_SELECTORS, *_ALIASES])
+    return SELECTORS.names(aliases=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .base import ImagesFn, Selector, register_selector
+from .base import ImagesFn, Selector
 from .kmeans import squared_distances
 from .representative import embed_images
 
@@ -53,7 +53,6 @@ class EmbeddingOrderSelector(Selector):
         return candidates[self.order(features, n, generator).to(candidates.device)]
 
 
-@register_selector("herding")
 class HerdingSelector(EmbeddingOrderSelector):
     name = "herding"
 
@@ -61,7 +60,6 @@ class HerdingSelector(EmbeddingOrderSelector):
         return herding_order(features, n)
 
 
-@register_selector("kcenter")
 class KCenterSelector(EmbeddingOrderSelector):
     """k-center greedy from a random first sample."""
     name = "kcenter"

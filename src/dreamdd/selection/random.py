@@ -4,10 +4,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .base import ImagesFn, Selector, random_subset, register_selector
+from .base import ImagesFn, Selector, random_subset
 
 
-@register_selector("random")
 class RandomSelector(Selector):
     """n distinct candidates drawn afresh at every call; needs neither the network nor the images."""
 

@@ -15,7 +15,7 @@ from torch import nn
 
 from ..devices import channels_last
 from ..errors import DreamddError
-from .base import ImagesFn, Selector, random_subset, register_selector
+from .base import ImagesFn, Selector, random_subset
 from .kmeans import INITS, kmeans, nearest_to_centroids
 
 
@@ -59,7 +59,6 @@ class _Choice:
     uses: int = 0
 
 
-@register_selector("dream")
 class RepresentativeSelector(Selector):
     """k-means representatives of each class (DREAM), re-chosen every `interval` calls per class.
 
