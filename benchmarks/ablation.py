@@ -20,7 +20,6 @@ import argparse
 import copy
 import json
 import platform
-import statistics
 import sys
 import tempfile
 import time
@@ -28,39 +27,15 @@ from pathlib import Path
 
 import torch
 
-import dreamdd
 from dreamdd.config import list_presets, parse_overrides
 from dreamdd.evaluation import mean_std
+from dreamdd.experiments import distill_or_continue, mean_curve, periodic_curve
 from dreamdd.runs import iterations_to_reach
-from dreamdd.io.rundir import RunDir
 
 HERE = Path(__file__).resolve().parent
 COMBINATIONS = [("random", "real"), ("dream", "real"), ("random", "representative"), ("dream", "representative")]
 ARMS = {"baseline": COMBINATIONS[0], "matching": COMBINATIONS[1], "init": COMBINATIONS[2], "both": COMBINATIONS[3]}
 IDC_BATCH_REAL = 64     # IDC's argument.py default, the baseline of the DREAM paper's comparisons
-
-
-def curve(run_path: Path) -> dict[int, float]:
-    """Outer iteration -> validation accuracy of the periodic evaluations (one protocol at every point; the
-    final evaluation trains more networks for longer, so it is left out of the curve)."""
-    return {int(e["iteration"]): float(e["val_mean"]) for e in RunDir(run_path).events("eval") if not e.get("final")}
-
-
-def run_once(out: Path, **settings) -> dict:
-    """The run's summary: read from `out` when a finished run is there already (re-summarizing costs nothing),
-    else distill it."""
-    summary = out / "summary.json"
-    if summary.exists():
-        previous = json.loads(summary.read_text())
-        if previous.get("status") == "finished":
-            return previous
-    return dreamdd.distill(out=out, quiet=True, **settings).summary
-
-
-def mean_curve(curves: list[dict[int, float]]) -> list[tuple[int, float]]:
-    """The seeds' mean accuracy at every iteration that all of them evaluated."""
-    common = sorted(set.intersection(*(set(c) for c in curves))) if curves else []
-    return [(it, statistics.fmean(c[it] for c in curves)) for it in common]
 
 
 def main(argv=None) -> int:
@@ -106,14 +81,14 @@ def main(argv=None) -> int:
         for seed in args.seeds:
             tag = "-idc64" if arm_overrides is not overrides else ""
             out = runs_dir / f"{args.method}-{selector}-{init}{tag}-s{seed}"
-            summary = run_once(out, dataset=args.dataset, ipc=args.ipc, preset=preset, method=args.method,
+            summary = distill_or_continue(out, evaluate=True, dataset=args.dataset, ipc=args.ipc, preset=preset, method=args.method,
                                selector=selector, init=init, iterations=args.iterations, seed=seed,
                                device=args.device, overrides=arm_overrides)
             results.append(summary["evaluation"] | {"wall_seconds": summary.get("wall_seconds"),
                                                     "seconds_per_inner_iteration":
                                                         summary["timings"]["seconds_per_inner_iteration"],
                                                     "select_share": summary["timings"]["select_share"]})
-            curves.append(curve(out))
+            curves.append(periodic_curve(out))
             print(f"  {args.method} selector={selector} init={init} seed={seed}: test "
                   f"{results[-1]['test_mean']:.2f}", file=sys.stderr, flush=True)
         test_mean, test_std = mean_std([r["test_mean"] for r in results])

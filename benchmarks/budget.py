@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import time
 from pathlib import Path
@@ -28,22 +27,12 @@ from typing import Any
 
 import yaml
 
+from dreamdd.config import parse_overrides
+from dreamdd.experiments import (distill_or_continue, evaluate_snapshot, machine, pick_snapshots, run_all,
+                                 snapshot_elapsed, snapshots)
+from dreamdd.io.names import CONFIG
+
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-from iterations import distill_or_continue, evaluate_snapshot, machine, run_all  # noqa: E402  (shared with the iteration benchmark)
-
-
-def pick_snapshots(elapsed: dict[int, float], every_seconds: float) -> list[int]:
-    """Iterations to evaluate from {iteration: loop wall seconds}: the first, the first at or after every multiple
-    of `every_seconds`, and the last."""
-    order = sorted(elapsed)
-    picked = {order[0], order[-1]}
-    mark = every_seconds
-    for it in order:
-        if elapsed[it] >= mark:
-            picked.add(it)
-            mark = (math.floor(elapsed[it] / every_seconds) + 1) * every_seconds
-    return sorted(picked)
 
 
 def plot(curve: list[dict[str, Any]], final: dict[str, Any], title: str, path: Path) -> None:
@@ -67,7 +56,6 @@ def plot(curve: list[dict[str, Any]], final: dict[str, Any], title: str, path: P
 
 
 def main(argv: list[str] | None = None) -> int:
-    from dreamdd.config import parse_overrides
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--dataset", default="cifar10")
     p.add_argument("--ipc", type=int, default=10)
@@ -87,15 +75,15 @@ def main(argv: list[str] | None = None) -> int:
     run = Path(args.run)
     summary = distill_or_continue(run, quiet=False, dataset=args.dataset, ipc=args.ipc, preset=args.preset,
                                   seed=args.seed, overrides=parse_overrides(args.overrides))
-    if not (run / "snapshots").is_dir():
+    saved = snapshots(run)
+    if not saved:
         p.error(f"{run} has no snapshots: give the preset distill.snapshot_every (--set distill.snapshot_every=1)")
-    snapshots = {int(s.name.split("-")[1]): s for s in (run / "snapshots").iterdir() if s.is_dir()}
-    elapsed = {it: json.loads((s / "metadata.json").read_text())["elapsed_seconds"] for it, s in snapshots.items()}
+    elapsed = {it: snapshot_elapsed(s) for it, s in saved.items()}
     points = pick_snapshots(elapsed, 60 * args.every_minutes)
-    last = str(snapshots[points[-1]])
-    final_repeats = args.final_repeats or yaml.safe_load((run / "config.yaml").read_text())["eval"]["repeats"]
+    last = str(saved[points[-1]])
+    final_repeats = args.final_repeats or yaml.safe_load((run / CONFIG).read_text())["eval"]["repeats"]
     tasks = [(evaluate_snapshot, last, final_repeats, None)]
-    tasks += [(evaluate_snapshot, str(snapshots[it]), args.curve_repeats, args.curve_epochs) for it in points]
+    tasks += [(evaluate_snapshot, str(saved[it]), args.curve_repeats, args.curve_epochs) for it in points]
     print(f"evaluating {len(points)} snapshots and the final set", file=sys.stderr, flush=True)
     final, *curve = run_all(tasks, args.jobs)
 

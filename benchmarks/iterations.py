@@ -27,40 +27,21 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
-import statistics
 import sys
 import tempfile
 import time
-from concurrent.futures import ProcessPoolExecutor
-from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
+
+from dreamdd.config import parse_overrides
+from dreamdd.experiments import (arm_curve, distill_or_continue, evaluate_snapshot, machine, run_all, snapshots,
+                                 summarize)
 
 HERE = Path(__file__).resolve().parent
 ARMS = {"dream": ("dream", "representative"), "random": ("random", "real"),
         "matching": ("dream", "real"), "init": ("random", "representative")}
 LABELS = {"dream": "DREAM (rep. matching + rep. init)", "random": "random selection (baseline)",
           "matching": "rep. matching only", "init": "rep. init only"}
-
-
-# ---- work items (run in worker processes, one thread each) ------------------------------------------------
-def _limit_threads(threads: int) -> None:
-    import torch
-    torch.set_num_threads(threads)
-
-
-def distill_or_continue(out: str | Path, quiet: bool = True, **settings) -> dict[str, Any]:
-    """The run's summary: a finished run in `out` is read, an interrupted one continued from its checkpoint, else
-    it is distilled with `settings` (dreamdd.distill's arguments); nothing is evaluated at the end."""
-    import dreamdd
-    summary = Path(out) / "summary.json"
-    if summary.exists() and json.loads(summary.read_text()).get("status") == "finished":
-        return json.loads(summary.read_text())
-    if (Path(out) / "checkpoint.pt").exists():
-        return dreamdd.distill(resume=out, evaluate=False, quiet=quiet).summary
-    return dreamdd.distill(out=out, evaluate=False, quiet=quiet, **settings).summary
 
 
 def distill_arm(out: str, dataset: str, ipc: int, preset: str | None, arm: str, seed: int, iterations: int,
@@ -70,89 +51,6 @@ def distill_arm(out: str, dataset: str, ipc: int, preset: str | None, arm: str, 
     distill_or_continue(out, dataset=dataset, ipc=ipc, preset=preset, selector=selector, init=init,
                         iterations=iterations, seed=seed, overrides=overrides)
     return out
-
-
-def evaluate_snapshot(snapshot: str, repeats: int, epochs: int | None) -> dict[str, Any]:
-    """Test accuracy (checkpoint chosen on validation) of one snapshot; cached beside it."""
-    import dreamdd
-    cache = Path(snapshot) / f"eval-r{repeats}-e{epochs or 'recipe'}.json"
-    if cache.exists():
-        return json.loads(cache.read_text())
-    meta = json.loads((Path(snapshot) / "metadata.json").read_text())
-    result = dreamdd.evaluate(snapshot, repeats=repeats, epochs=epochs)
-    record = {"iteration": meta["iterations"], "elapsed_seconds": meta["elapsed_seconds"],
-              "test_mean": result["test_mean"], "test_std": result["test_std"], "val_mean": result["val_mean"],
-              "epochs": result["epochs"],
-              "repeats": result["repeats"]}
-    cache.write_text(json.dumps(record, indent=1) + "\n")
-    return record
-
-
-def run_all(tasks: list[tuple], jobs: int) -> list[Any]:
-    """Run (function, *args) tasks, in `jobs` spawned processes of one thread each when jobs > 1."""
-    if jobs <= 1:
-        return [fn(*args) for fn, *args in tasks]
-    with ProcessPoolExecutor(jobs, mp_context=get_context("spawn"), initializer=_limit_threads,
-                             initargs=(1,)) as pool:
-        return [f.result() for f in [pool.submit(fn, *args) for fn, *args in tasks]]
-
-
-def machine() -> dict[str, Any]:
-    """What a result file records about the machine it came from."""
-    import torch
-    return {"cpus": os.cpu_count(), "torch": torch.__version__, "python": platform.python_version(),
-            "load_average": list(os.getloadavg())}
-
-
-# ---- curves ------------------------------------------------------------------------------------------------
-def smoothed(values: list[float], window: int) -> list[float]:
-    """Centred moving average over `window` neighbouring points (truncated at both ends)."""
-    half = window // 2
-    return [statistics.fmean(values[max(0, i - half): i + half + 1]) for i in range(len(values))]
-
-
-def arm_curve(records: list[list[dict[str, Any]]], window: int) -> dict[str, list[float]]:
-    """Per iteration that every seed evaluated: mean and std over seeds of test accuracy, the smoothed mean,
-    and the mean elapsed wall seconds."""
-    common = sorted(set.intersection(*({r["iteration"] for r in seed} for seed in records)))
-    by_seed = [{r["iteration"]: r for r in seed} for seed in records]
-    mean = [statistics.fmean(s[it]["test_mean"] for s in by_seed) for it in common]
-    std = [statistics.pstdev([s[it]["test_mean"] for s in by_seed]) if len(by_seed) > 1 else 0.0 for it in common]
-    seconds = [statistics.fmean(s[it]["elapsed_seconds"] for s in by_seed) for it in common]
-    return {"iterations": common, "mean": mean, "std": std, "smoothed": smoothed(mean, window),
-            "elapsed_seconds": seconds,
-            "per_seed": [[s[it]["test_mean"] for it in common] for s in by_seed]}
-
-
-def first_reach(curve: dict[str, list[float]], target: float) -> tuple[int | None, float | None]:
-    """(iteration, elapsed seconds) of the first smoothed point >= target, or (None, None)."""
-    for it, acc, sec in zip(curve["iterations"], curve["smoothed"], curve["elapsed_seconds"]):
-        if acc >= target:
-            return it, sec
-    return None, None
-
-
-def summarize(curves: dict[str, dict[str, list[float]]]) -> dict[str, Any]:
-    """Target = random's final smoothed accuracy; each arm's iterations and seconds to reach it, and the ratios
-    against random's own first reach and against random's whole horizon."""
-    base = curves["random"]
-    target = base["smoothed"][-1]
-    base_it, base_sec = first_reach(base, target)
-    horizon_it, horizon_sec = base["iterations"][-1], base["elapsed_seconds"][-1]
-    out = {"target": target, "random_first_reach": base_it, "random_horizon": horizon_it, "arms": {}}
-    for arm, curve in curves.items():
-        it, sec = first_reach(curve, target)
-        out["arms"][arm] = {
-            "final_mean": curve["mean"][-1], "final_std": curve["std"][-1], "final_smoothed": curve["smoothed"][-1],
-            "iterations_to_target": it, "seconds_to_target": sec, "reached_by_initial_set": it == 0,
-            "ratio_vs_random_reach": ratio(base_it, it), "ratio_vs_random_horizon": ratio(horizon_it, it),
-            "time_ratio_vs_random_reach": ratio(base_sec, sec), "time_ratio_vs_random_horizon": ratio(horizon_sec, sec)}
-    return out
-
-
-def ratio(baseline: float | None, arm: float | None) -> float | None:
-    """baseline / arm; None when either is missing or the arm needed nothing (reached it at iteration 0)."""
-    return baseline / arm if baseline and arm else None
 
 
 def plot(curves: dict[str, dict[str, list[float]]], title: str, path: Path, window: int) -> None:
@@ -184,7 +82,6 @@ def plot(curves: dict[str, dict[str, list[float]]], title: str, path: Path, wind
 
 # ---- main --------------------------------------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> int:
-    from dreamdd.config import parse_overrides
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--dataset", required=True)
     p.add_argument("--ipc", type=int, default=10)
@@ -217,12 +114,11 @@ def main(argv: list[str] | None = None) -> int:
     run_all([(distill_arm, folders[k], args.dataset, args.ipc, args.preset, k[0], k[1], args.iterations, overrides)
              for k in keys], args.jobs)
     wanted = set(args.evaluate_at) if args.evaluate_at else None
-    snapshots = {k: sorted(str(s) for s in (Path(folders[k]) / "snapshots").iterdir()
-                           if s.is_dir() and (wanted is None or int(s.name.split("-")[1]) in wanted)) for k in keys}
-    tasks = [(evaluate_snapshot, s, args.eval_repeats, args.eval_epochs) for k in keys for s in snapshots[k]]
+    chosen = {k: [str(s) for s in snapshots(folders[k], wanted).values()] for k in keys}
+    tasks = [(evaluate_snapshot, s, args.eval_repeats, args.eval_epochs) for k in keys for s in chosen[k]]
     print(f"evaluating {len(tasks)} snapshots", file=sys.stderr, flush=True)
     flat = iter(run_all(tasks, args.jobs))
-    records = {k: [next(flat) for _ in snapshots[k]] for k in keys}
+    records = {k: [next(flat) for _ in chosen[k]] for k in keys}
     curves = {arm: arm_curve([records[(arm, seed)] for seed in args.seeds], args.smooth) for arm in args.arms}
     result = summarize(curves)
 

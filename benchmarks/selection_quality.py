@@ -25,11 +25,11 @@ from typing import Any, Callable
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import speed  # noqa: E402  (the shared benchmark helpers)
+from dreamdd.experiments import convnet, embed, load_cifar, machine, train_real
+from dreamdd.selection.kmeans import kmeans, nearest_to_centroids
+from dreamdd.selection.representative import cluster_quotas
 
-from dreamdd.selection.kmeans import kmeans, nearest_to_centroids  # noqa: E402
-from dreamdd.selection.representative import cluster_quotas  # noqa: E402
+RESULTS = Path(__file__).resolve().parent / "results"
 
 N_PICK = 128
 
@@ -106,18 +106,18 @@ def variants(feat32: torch.Tensor, feat_bf16: torch.Tensor, feat_cl: torch.Tenso
 
 def run(data_root: str, classes: int, seeds: int, random_draws: int, train_images: int, seed: int = 0
         ) -> dict[str, Any]:
-    data = speed.load_cifar(data_root)
-    net = speed.convnet(seed=seed)
+    data = load_cifar(data_root)
+    net = convnet(seed=seed)
     if train_images:
-        speed.train_real(net, data, train_images, seed)
+        train_real(net, data, train_images, seed)
     images_fn = lambda idx: data.info.normalize(data.train.batch(idx, "cpu"))  # noqa: E731
     scores: dict[str, list[float]] = {}
     overlap: dict[str, list[float]] = {}
     for c in range(classes):
         idx = data.train.class_indices(c)
-        f32 = speed.embed(net, images_fn, idx, 512)
-        fbf = speed.embed(net, images_fn, idx, 512, dtype=torch.bfloat16)
-        fcl = speed.embed(net, images_fn, idx, 512, memory_format=torch.channels_last)
+        f32 = embed(net, images_fn, idx, 512)
+        fbf = embed(net, images_fn, idx, 512, dtype=torch.bfloat16)
+        fcl = embed(net, images_fn, idx, 512, memory_format=torch.channels_last)
         score = MMD(f32)
         paper_picks = {}
         for name, pick in variants(f32, fbf, fcl).items():
@@ -161,10 +161,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--random-draws", type=int, default=10)
     p.add_argument("--train-images", type=int, default=0)
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--out-dir", default=str(speed.RESULTS))
+    p.add_argument("--out-dir", default=str(RESULTS))
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
-    before = speed.machine_info()
+    before = machine()
     t0 = time.perf_counter()
     result = run(args.data_root, args.classes, args.seeds, args.random_draws, args.train_images)
     result["wall_seconds"] = time.perf_counter() - t0

@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import subprocess
 import sys
@@ -34,7 +33,9 @@ import torch.nn.functional as F
 
 from dreamdd.augment import DSA, cutmix, soft_cross_entropy
 from dreamdd.methods.gradient import gradient_distance
-from dreamdd.models import create_model, matching_parameters
+from dreamdd.experiments import convnet, embed, load_cifar, train_real
+from dreamdd.experiments import machine as machine_info
+from dreamdd.models import matching_parameters
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
@@ -45,19 +46,6 @@ INTERVAL = 10
 
 
 # ---- common ------------------------------------------------------------------------------------------------
-def machine_info() -> dict[str, Any]:
-    model = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {"cpu": model, "cpus": os.cpu_count(), "torch": torch.__version__, "threads": torch.get_num_threads(),
-            "python": platform.python_version(), "load_average": list(os.getloadavg())}
-
-
 def write_result(name: str, data: dict[str, Any], machine_before: dict[str, Any], out_dir: Path = RESULTS) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
     data = {"benchmark": name, "machine": machine_before | {"load_average_after": list(os.getloadavg())},
@@ -78,18 +66,6 @@ def min_time(fn: Callable[[], Any], repeats: int, warmup: int = 1) -> tuple[floa
         out = fn()
         best = min(best, time.perf_counter() - t0)
     return best, out
-
-
-def convnet(num_classes: int = 10, channels: int = 3, size: int = 32, width: int = 128, depth: int = 3,
-            seed: int = 0) -> torch.nn.Module:
-    torch.manual_seed(seed)
-    return create_model("convnet", num_classes=num_classes, channels=channels, image_size=(size, size),
-                        width=width, depth=depth, norm="instance", pooling="avg")
-
-
-def load_cifar(root: str):
-    from dreamdd.data import load
-    return load("cifar10", root=root, val_size=0.1, seed=0, download=False)
 
 
 # ---- floor -------------------------------------------------------------------------------------------------
@@ -289,23 +265,6 @@ def cmd_floor(args) -> dict[str, Any]:
 
 
 # ---- selection ---------------------------------------------------------------------------------------------
-def embed(net, images_fn, indices, chunk: int, memory_format=torch.contiguous_format,
-          dtype: torch.dtype | None = None) -> torch.Tensor:
-    """Embedding in inference mode and eval mode, in chunks; optional channels_last input and bf16 autocast."""
-    net.eval()
-    with torch.inference_mode():
-        parts = []
-        for s in range(0, indices.numel(), chunk):
-            x = images_fn(indices[s:s + chunk]).contiguous(memory_format=memory_format)
-            if dtype is None:
-                parts.append(net.embed(x).flatten(1).float())
-            else:
-                with torch.autocast("cpu", dtype=dtype):
-                    parts.append(net.embed(x).flatten(1).float())
-    net.train()
-    return torch.cat(parts)
-
-
 EMBED_VARIANTS = {
     "fp32 chunk 512 (paper-faithful, dreamdd default)": dict(chunk=512),
     "fp32 chunk 256": dict(chunk=256),
@@ -342,20 +301,6 @@ def kmeans_round(features: torch.Tensor, n: int, seed: int, max_iter: int, tol: 
         r = kmeans(features, n, g, max_iter=max_iter, tol=tol, init_centroids=init_centroids)
         positions = nearest_to_centroids(features, r.centroids, cluster_quotas(r.assignments, n, n))
     return {"iterations": r.iterations, "inertia": r.inertia, "positions": positions, "centroids": r.centroids}
-
-
-def train_real(net, data, n_images: int, seed: int = 0) -> None:
-    """IDC's network update on n_images random real images (batch 128, color_crop + CutMix), as between rounds."""
-    from dreamdd.training import sgd, train_step
-    g = torch.Generator().manual_seed(seed)
-    opt = sgd(net, 0.01, 0.9, 5e-4)
-    aug = DSA("color_crop")
-    seen = 0
-    while seen < n_images:
-        idx = data.train.sample(min(128, n_images - seen), g)
-        train_step(net, opt, data.info.normalize(data.train.batch(idx, "cpu")), data.train.labels[idx],
-                   data.info.num_classes, g, aug, 0.5)
-        seen += len(idx)
 
 
 def cmd_selection(args) -> dict[str, Any]:

@@ -1,52 +1,42 @@
 """The ablation runner (benchmarks/ablation.py) on a tiny digits setting: four rows, JSON written."""
 import json
 
-import pytest
+from dreamdd.experiments import mean_curve
 
 
-@pytest.fixture(scope="module")
-def ablation(load_benchmark):
-    return load_benchmark("ablation")
-
-
-def test_seeds_curves_keep_only_the_iterations_every_seed_evaluated(ablation):
+def test_seeds_curves_keep_only_the_iterations_every_seed_evaluated():
     # a run of an older version without the last iteration's periodic point next to one that has it
-    curve = ablation.mean_curve([{5: 90.0, 10: 92.0}, {5: 94.0}])
+    curve = mean_curve([{5: 90.0, 10: 92.0}, {5: 94.0}])
     assert curve == [(5, 92.0)]
 
 
-TINY = ["--set", "model.width=8", "--set", "model.depth=2", "--set", "match.batch_real=8",
-        "--set", "distill.inner_loop=2", "--set", "distill.n_data=32", "--set", "eval.epochs=2",
-        "--set", "eval.repeats=1", "--set", "eval.val_every=1"]
-
-
-def test_ablation_runs_the_four_combinations(ablation, tmp_path, capsys):
-    tiny = TINY
+def test_ablation_runs_the_four_combinations(benchmark, tiny_set, tmp_path):
+    tiny = [*tiny_set, "--set", "eval.epochs=2", "--set", "eval.repeats=1"]
     out = tmp_path / "ablation.json"
-    code = ablation.main(["--method", "idc", "--dataset", "digits", "--ipc", "1", "--seeds", "0",
-                          "--iterations", "2", "--eval-every", "1", "--eval-epochs", "2",
-                          "--runs", str(tmp_path / "runs"), "--out", str(out), *tiny])
-    assert code == 0
+    done = benchmark("ablation", "--method", "idc", "--dataset", "digits", "--ipc", "1", "--seeds", "0",
+                     "--iterations", "2", "--eval-every", "1", "--eval-epochs", "2",
+                     "--runs", str(tmp_path / "runs"), "--out", str(out), *tiny)
     rows = json.loads(out.read_text())["rows"]
     assert [(r["selector"], r["init"]) for r in rows] == [("random", "real"), ("dream", "real"),
                                                           ("random", "representative"),
                                                           ("dream", "representative")]
-    assert all(0 <= r["test_mean"] <= 100 for r in rows)
+    assert all(r["test_per_seed"] == [r["test_mean"]] and r["test_std"] == 0 for r in rows)    # one seed
+    assert all(sorted(r["val_curve"]) == ["0", "1", "2"] for r in rows)    # iteration 0, every 1, the last
     assert rows[0]["iterations_to_baseline"] is not None   # the baseline reaches its own final accuracy
-    printed = capsys.readouterr().out
+    printed = done.stdout
     assert "Rep. matching" in printed and printed.count("idc ") >= 4
 
 
-def test_ablation_names_its_baseline_and_runs_idcs_own_with_64_real_images(ablation, tmp_path, capsys):
+def test_ablation_names_its_baseline_and_runs_idcs_own_with_64_real_images(benchmark, tiny_set, tmp_path):
     out = tmp_path / "ablation.json"
-    code = ablation.main(["--method", "idc", "--dataset", "digits", "--ipc", "1", "--seeds", "0",
-                          "--iterations", "1", "--eval-epochs", "1", "--baseline", "idc", "--arms", "both",
-                          "--runs", str(tmp_path / "runs"), "--out", str(out), *TINY])
-    assert code == 0
+    done = benchmark("ablation", "--method", "idc", "--dataset", "digits", "--ipc", "1", "--seeds", "0",
+                     "--iterations", "1", "--eval-epochs", "1", "--baseline", "idc", "--arms", "both",
+                     "--runs", str(tmp_path / "runs"), "--out", str(out), *tiny_set, "--set", "eval.epochs=2",
+                     "--set", "eval.repeats=1")
     result = json.loads(out.read_text())
     assert "64 real images" in result["baseline"] and len(result["rows"]) == 2
     baseline_config = (tmp_path / "runs" / "idc-random-real-idc64-s0" / "config.yaml").read_text()
     assert "batch_real: 64" in baseline_config
     both_config = (tmp_path / "runs" / "idc-dream-representative-s0" / "config.yaml").read_text()
     assert "batch_real: 8" in both_config
-    assert "IDC's own baseline" in capsys.readouterr().out
+    assert "IDC's own baseline" in done.stdout

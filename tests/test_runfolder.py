@@ -149,9 +149,10 @@ def test_a_second_writer_is_refused_naming_the_holder(tmp_path, capsys, referenc
 def test_a_killed_holder_leaves_no_stale_lock(tmp_path, capsys, reference):
     run = tmp_path / "run"
     shutil.copytree(reference["two"], run)
-    holder = (f"import os, signal, sys; sys.path.insert(0, {str(SRC)!r}); from dreamdd.io.rundir import RunDir\n"
+    holder = (f"import os, signal; from dreamdd.io.rundir import RunDir\n"
               f"with RunDir({str(run)!r}).locked(): os.kill(os.getpid(), signal.SIGKILL)")
-    assert subprocess.run([sys.executable, "-c", holder], timeout=120).returncode == -signal.SIGKILL
+    env = dict(os.environ, PYTHONPATH=str(SRC))      # the child imports the dreamdd under test
+    assert subprocess.run([sys.executable, "-c", holder], env=env, timeout=120).returncode == -signal.SIGKILL
     assert "process" in (run / ".lock").read_text()
     code, _, err = cli(capsys, "distill", "--resume", run, "--iterations", 3, "--quiet")
     assert code == 0, err
