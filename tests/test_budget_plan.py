@@ -52,6 +52,21 @@ def test_budget_plans_the_run_and_chooses_the_lr_on_validation_only(tmp_path, mo
     assert "budget 0.1 min" in (result.path / "log.txt").read_text()
 
 
+def test_budget_without_calibration_keeps_the_presets_rate_and_scores_nothing(tmp_path, monkeypatch):
+    def no_scoring(*args, **kwargs):
+        raise AssertionError("distill.budget_calibrate false must not evaluate any probe")
+
+    monkeypatch.setattr(budget, "evaluate_images", no_scoring)
+    overrides = {**TINY, "distill": {**TINY["distill"], "budget_calibrate": False}}
+    result = dreamdd.distill("digits", 1, out=tmp_path / "run", quiet=True, budget="8s", overrides=overrides)
+    plan = json.loads((result.path / "budget.json").read_text())
+    assert plan["probe"] is None and plan["lr"] == plan["paper_lr"]
+    assert "budget_calibrate" in plan["lr_choice"]
+    config = yaml.safe_load((result.path / "config.yaml").read_text())
+    assert config["synth"]["lr"] == plan["paper_lr"] and config["distill"]["iterations"] == plan["iterations"]
+    assert "no probes" in (result.path / "log.txt").read_text()
+
+
 def test_budget_with_resume_is_refused(tmp_path, capsys):
     code = main(["distill", "--resume", str(tmp_path), "--budget", "10m"])
     assert code == 2 and "budget" in capsys.readouterr().err
