@@ -5,7 +5,9 @@ The papers' image rates are made for thousands of GPU outer iterations; over the
 leave the set close to its initialisation. The plan, recorded in budget.json, config.yaml and the log:
 
 1. Time: one probe outer iteration (at most PROBE_STEPS inner steps) from the initial set measures the seconds
-   of an inner step, selection and network update included (the loop's own stopwatch).
+   of an inner step (matching and network update, the loop's own stopwatch) and of one DREAM selection round,
+   which recurs every select.interval steps and at the start of each outer iteration. The learning-rate probes
+   below run the loop's own outer iterations, and the horizon is re-timed from them.
 2. Horizon: the loop gets what is left of the budget after the probes; iterations = loop seconds / seconds of
    one outer iteration. When an outer iteration of the preset does not fit one probe's share of the budget, its
    inner steps are shortened to fit (for the probes and the loop alike).
@@ -34,6 +36,7 @@ from .errors import DreamddError
 from .evaluation import evaluate_images
 from .methods import dc_loops
 from .synthetic import SyntheticSet
+from .timing import Timings
 
 LR_FACTORS = (1.0, 3.0, 10.0, 30.0)
 CALIBRATION_SHARE = 0.25       # of the budget, for the learning-rate probes
@@ -100,12 +103,22 @@ def _score(config: Config, data: LoadedDataset, device: torch.device, images: to
     return float(result["val_mean"])
 
 
-def _seconds_per_step(config: Config, t) -> float:
-    """Seconds of one inner step from a probe's timings. DREAM re-clusters once per select.interval steps, so a
-    probe shorter than that holds a whole selection round and its selection time is spread over the interval."""
+def _step_costs(config: Config, t: Timings, num_classes: int) -> tuple[float, float]:
+    """From a probe's timings: seconds of an inner step without DREAM's selection rounds, and seconds of one
+    selection round (every class re-clustered; 0 for selectors that choose per step)."""
     steps = max(1, t.inner_iterations)
-    rounds_every = config.select.interval if config.select.selector == "dream" else 1
-    return (t.match + t.network) / steps + t.select / max(steps, rounds_every)
+    rounds = t.extra.get("selections", 0) / num_classes if config.select.selector == "dream" else 0
+    if not rounds:
+        return (t.select + t.match + t.network) / steps, 0.0
+    return (t.match + t.network) / steps, t.select / rounds
+
+
+def _outer_seconds(config: Config, per_step: float, per_round: float, steps: int) -> float:
+    """Seconds of an outer iteration of `steps` inner steps. DREAM re-clusters every select.interval steps; the
+    methods with inner steps start each outer iteration with a fresh network and so a fresh round."""
+    interval = config.select.interval
+    rounds = math.ceil(steps / interval) if config.match.method in INNER_STEPS else steps / interval
+    return per_step * steps + per_round * rounds
 
 
 def plan_budget(config: Config, data: LoadedDataset, device: torch.device, seconds: float,
@@ -123,7 +136,7 @@ def plan_budget(config: Config, data: LoadedDataset, device: torch.device, secon
     full_steps = configured if configured is not None else timing.method.steps_per_iteration()
     initial = timing.initial_set().images.detach().clone()
     timing.run(initial=initial, final_eval=False)
-    step_seconds = _seconds_per_step(config, timing.timings)
+    per_step, per_round = _step_costs(config, timing.timings, data.info.num_classes)
     base_lr = timing.image_lr
     factor = config.synth.factor
     calibrate = config.distill.budget_calibrate
@@ -138,12 +151,13 @@ def plan_budget(config: Config, data: LoadedDataset, device: torch.device, secon
     # probes' length, with or without the probes (so that distill.budget_calibrate changes the rate only)
     share = CALIBRATION_SHARE * seconds / len(LR_FACTORS) - eval_seconds
     steps = full_steps
-    if config.match.method in INNER_STEPS and step_seconds * full_steps > max(share, step_seconds):
-        steps = max(1, int(max(share, step_seconds) // step_seconds))
-    outer_seconds = step_seconds * steps
+    if config.match.method in INNER_STEPS:
+        while steps > 1 and _outer_seconds(config, per_step, per_round, steps) > share:
+            steps -= 1
+    outer_seconds = _outer_seconds(config, per_step, per_round, steps)
     probe_iterations = max(1, int(share // outer_seconds)) if share > 0 else 1
     if not calibrate:
-        return (*_planned(config, seconds, started, steps, step_seconds, base_lr, None, log), initial)
+        return (*_planned(config, seconds, started, steps, outer_seconds, base_lr, None, log), initial)
 
     candidates, measured = [], []
     for multiple in LR_FACTORS:
@@ -152,30 +166,30 @@ def plan_budget(config: Config, data: LoadedDataset, device: torch.device, secon
                                         else None, lr), data, device, quiet=True)
         try:
             images = probe.run(initial=initial, final_eval=False).images
+            t = probe.timings
+            measured.append((t.select + t.match + t.network) / max(1, probe_iterations))
             score = _score(config, data, device, images, factor, probe.method.eval_preprocess(),
                            probe.method.eval_lr())
         except DreamddError as error:        # a rate so large the loss diverges: out of the running
             score, images = float("nan"), None
             log(f"budget: image lr {lr:.3g} diverged in its probe ({error})")
         candidates.append({"lr": lr, "multiple": multiple, "val_mean": score})
-        measured.append(_seconds_per_step(config, probe.timings))
     finite = [c for c in candidates if not math.isnan(c["val_mean"])]
     if not finite:
         raise DreamddError("every image lr of the budget's probes diverged; set synth.lr by hand")
     best = max(finite, key=lambda c: (c["val_mean"], -c["lr"]))
-    step_seconds = sum(measured) / len(measured)      # the probes ran the loop's own outer iterations: re-timed
+    outer_seconds = sum(measured) / len(measured)     # the probes ran the loop's own outer iterations: re-timed
     probe = {"iterations": probe_iterations, "inner_steps": steps, "eval_epochs": PROBE_EVAL_EPOCHS,
              "split": "validation", "initial_val_mean": initial_score, "candidates": candidates, "best": best}
-    return (*_planned(config, seconds, started, steps, step_seconds, base_lr, probe, log), initial)
+    return (*_planned(config, seconds, started, steps, outer_seconds, base_lr, probe, log), initial)
 
 
-def _planned(config: Config, seconds: float, started: float, steps: int, step_seconds: float,
+def _planned(config: Config, seconds: float, started: float, steps: int, outer_seconds: float,
              base_lr: float, probe: dict[str, Any] | None,
              log: Callable[[str], None]) -> tuple[Config, dict[str, Any]]:
     """The config and plan for the loop: what is left of the budget after the probes, in outer iterations of
     `steps` inner steps, at the probes' best rate (probe None: the preset's rate, distill.budget_calibrate off)."""
     inner = config.match.method in INNER_STEPS
-    outer_seconds = step_seconds * steps
     spent = time.perf_counter() - started
     loop_seconds = max(0.0, seconds - spent)
     iterations = max(1, int(loop_seconds // outer_seconds))
@@ -186,7 +200,7 @@ def _planned(config: Config, seconds: float, started: float, steps: int, step_se
     planned.distill.max_minutes = loop_seconds / 60
     planned.distill.budget_minutes = seconds / 60
     plan = {"budget_seconds": seconds, "probe_seconds": spent, "loop_seconds": loop_seconds,
-            "seconds_per_inner_step": step_seconds, "inner_steps": steps, "seconds_per_outer_iteration": outer_seconds,
+            "inner_steps": steps, "seconds_per_outer_iteration": outer_seconds,
             "iterations": iterations, "paper_lr": base_lr, "lr": lr,
             "lr_choice": "validation probes" if probe else "the preset's (distill.budget_calibrate false)",
             "probe": probe, "evaluation": "on top of the budget"}
