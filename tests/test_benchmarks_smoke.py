@@ -86,7 +86,7 @@ def test_imagenet_scale_generates_an_imagenet_layout(benchmark, tmp_path):
         """)
 
 
-@pytest.mark.parametrize("script", ["ablation", "budget", "imagenet_scale", "iterations", "kmeans_compare",
-                                    "selection_quality", "speed"])
+@pytest.mark.parametrize("script", ["ablation", "budget", "budget_gain", "imagenet_scale", "iterations",
+                                    "kmeans_compare", "precision", "selection_quality", "speed"])
 def test_every_script_parses_its_arguments(benchmark, script):
     assert "usage" in benchmark(script, "--help").stdout

@@ -52,6 +52,44 @@ def test_budget_plans_the_run_and_chooses_the_lr_on_validation_only(tmp_path, mo
     assert "budget 0.1 min" in (result.path / "log.txt").read_text()
 
 
+def test_budget_without_calibration_keeps_the_presets_rate_and_scores_nothing(tmp_path, monkeypatch):
+    scored = []
+    real = budget.Evaluator.evaluate
+
+    def recorded(self, *args, **kwargs):
+        scored.append(kwargs.get("test", True))
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(budget.Evaluator, "evaluate", recorded)
+    overrides = {**TINY, "distill": {**TINY["distill"], "budget_calibrate": False}}
+    result = dreamdd.distill("digits", 1, out=tmp_path / "run", quiet=True, budget="8s", overrides=overrides)
+    plan = json.loads((result.path / "budget.json").read_text())
+    assert scored == [True]      # no probe scored on validation: only the run's own final evaluation ran
+    assert plan["probe"] is None and plan["lr"] == plan["paper_lr"]
+    assert "budget_calibrate" in plan["lr_choice"]
+    config = yaml.safe_load((result.path / "config.yaml").read_text())
+    assert config["synth"]["lr"] == plan["paper_lr"] and config["distill"]["iterations"] == plan["iterations"]
+    assert "no probes" in (result.path / "log.txt").read_text()
+
+
+def test_outer_iteration_time_counts_a_selection_round_per_interval_and_per_fresh_network():
+    from dreamdd.config import Config
+    config = Config()
+    config.select.selector, config.select.interval = "dream", 10
+    timings = budget.Timings(select=6.0, match=2.0, network=1.0, inner_iterations=3,
+                             extra={"selections": 10})      # one round of 10 classes in a 3-step probe
+    per_step, per_round = budget._step_costs(config, timings, num_classes=10)
+    assert per_step == pytest.approx(1.0) and per_round == pytest.approx(6.0)
+    config.match.method = "idc"              # a fresh network (and round) each outer iteration
+    assert budget._outer_seconds(config, per_step, per_round, 2) == pytest.approx(2 + 6)
+    assert budget._outer_seconds(config, per_step, per_round, 25) == pytest.approx(25 + 3 * 6)
+    config.match.method = "dm"               # one step per outer iteration, a round every 10 of them
+    assert budget._outer_seconds(config, per_step, per_round, 1) == pytest.approx(1 + 0.6)
+    config.select.selector = "random"        # no rounds: selection is part of each step
+    per_step, per_round = budget._step_costs(config, timings, num_classes=10)
+    assert per_step == pytest.approx(3.0) and per_round == 0.0
+
+
 def test_budget_with_resume_is_refused(tmp_path, capsys):
     code = main(["distill", "--resume", str(tmp_path), "--budget", "10m"])
     assert code == 2 and "budget" in capsys.readouterr().err

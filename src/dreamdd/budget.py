@@ -5,14 +5,18 @@ The papers' image rates are made for thousands of GPU outer iterations; over the
 leave the set close to its initialisation. The plan, recorded in budget.json, config.yaml and the log:
 
 1. Time: one probe outer iteration (at most PROBE_STEPS inner steps) from the initial set measures the seconds
-   of an inner step, selection and network update included (the loop's own stopwatch).
+   of an inner step (matching and network update, the loop's own stopwatch) and of one DREAM selection round,
+   which recurs every select.interval steps and at the start of each outer iteration. The learning-rate probes
+   below run the loop's own outer iterations, and the horizon is re-timed from them.
 2. Horizon: the loop gets what is left of the budget after the probes; iterations = loop seconds / seconds of
-   one outer iteration. When not even one outer iteration of the preset fits, its inner steps are shortened.
+   one outer iteration. When an outer iteration of the preset does not fit one probe's share of the budget, its
+   inner steps are shortened to fit (for the probes and the loop alike).
    distill.max_minutes stays as the guard. Evaluation comes on top of the budget, and the log says so.
 3. Image lr: the preset's rate times each of LR_FACTORS, each distilled from the same initial set for a probe
    horizon (CALIBRATION_SHARE of the budget, split among them) and scored on the validation split by one
    short evaluation; the initial set is scored the same way. The best wins (ties: the smaller rate). The test
-   split is never touched.
+   split is never touched. With distill.budget_calibrate false the probes are skipped and the preset's rate is
+   kept (the same horizon and inner steps otherwise): the papers' rate under the same budget.
 """
 from __future__ import annotations
 
@@ -32,6 +36,7 @@ from .errors import DreamddError
 from .evaluation import Evaluator
 from .methods import dc_loops
 from .synthetic import SyntheticSet
+from .engine.timing import Timings
 
 LR_FACTORS = (1.0, 3.0, 10.0, 30.0)
 CALIBRATION_SHARE = 0.25       # of the budget, for the learning-rate probes
@@ -97,6 +102,24 @@ def _score(config: Config, data: LoadedDataset, device: torch.device, images: to
     return float(result["val_mean"])
 
 
+def _step_costs(config: Config, t: Timings, num_classes: int) -> tuple[float, float]:
+    """From a probe's timings: seconds of an inner step without DREAM's selection rounds, and seconds of one
+    selection round (every class re-clustered; 0 for selectors that choose per step)."""
+    steps = max(1, t.inner_iterations)
+    rounds = t.extra.get("selections", 0) / num_classes if config.select.selector == "dream" else 0
+    if not rounds:
+        return (t.select + t.match + t.network) / steps, 0.0
+    return (t.match + t.network) / steps, t.select / rounds
+
+
+def _outer_seconds(config: Config, per_step: float, per_round: float, steps: int) -> float:
+    """Seconds of an outer iteration of `steps` inner steps. DREAM re-clusters every select.interval steps; the
+    methods with inner steps start each outer iteration with a fresh network and so a fresh round."""
+    interval = config.select.interval
+    rounds = math.ceil(steps / interval) if config.match.method in INNER_STEPS else steps / interval
+    return per_step * steps + per_round * rounds
+
+
 def plan_budget(config: Config, data: LoadedDataset, device: torch.device, seconds: float,
                 log: Callable[[str], None], quiet: bool = True) -> tuple[Config, dict[str, Any], torch.Tensor]:
     """The config for a run of `seconds` of loop time (horizon and image lr chosen as the module says), the plan
@@ -112,30 +135,38 @@ def plan_budget(config: Config, data: LoadedDataset, device: torch.device, secon
     full_steps = configured if configured is not None else timing.method.steps_per_iteration()
     initial = timing.initial_set().images.detach().clone()
     timing.run(initial=initial, final_eval=False)
-    t = timing.timings
-    step_seconds = (t.select + t.match + t.network) / max(1, t.inner_iterations)
+    per_step, per_round = _step_costs(config, timing.timings, data.info.num_classes)
     base_lr = timing.image_lr
     factor = config.synth.factor
+    calibrate = config.distill.budget_calibrate
+    eval_seconds = 0.0
+    if calibrate:
+        t0 = time.perf_counter()
+        initial_score = _score(config, data, device, initial, factor, timing.method.eval_preprocess(),
+                               timing.method.eval_lr())
+        eval_seconds = time.perf_counter() - t0
 
-    t0 = time.perf_counter()
-    initial_score = _score(config, data, device, initial, factor, timing.method.eval_preprocess(),
-                           timing.method.eval_lr())
-    eval_seconds = time.perf_counter() - t0
-
+    # an outer iteration must fit one probe's share of the budget: the loop then runs outer iterations of the
+    # probes' length, with or without the probes (so that distill.budget_calibrate changes the rate only)
     share = CALIBRATION_SHARE * seconds / len(LR_FACTORS) - eval_seconds
     steps = full_steps
-    if config.match.method in INNER_STEPS and step_seconds * full_steps > max(share, step_seconds):
-        steps = max(1, int(max(share, step_seconds) // step_seconds))       # one outer iteration must fit a probe
-    outer_seconds = step_seconds * (steps if config.match.method in INNER_STEPS else full_steps)
+    if config.match.method in INNER_STEPS:
+        while steps > 1 and _outer_seconds(config, per_step, per_round, steps) > share:
+            steps -= 1
+    outer_seconds = _outer_seconds(config, per_step, per_round, steps)
     probe_iterations = max(1, int(share // outer_seconds)) if share > 0 else 1
+    if not calibrate:
+        return (*_planned(config, seconds, started, steps, outer_seconds, base_lr, None, log), initial)
 
-    candidates = []
+    candidates, measured = [], []
     for multiple in LR_FACTORS:
         lr = base_lr * multiple
         probe = Distiller(_probe_config(config, probe_iterations, steps if config.match.method in INNER_STEPS
                                         else None, lr), data, device, quiet=True)
         try:
             images = probe.run(initial=initial, final_eval=False).images
+            t = probe.timings
+            measured.append((t.select + t.match + t.network) / max(1, probe_iterations))
             score = _score(config, data, device, images, factor, probe.method.eval_preprocess(),
                            probe.method.eval_lr())
         except DreamddError as error:        # a rate so large the loss diverges: out of the running
@@ -146,25 +177,40 @@ def plan_budget(config: Config, data: LoadedDataset, device: torch.device, secon
     if not finite:
         raise DreamddError("every image lr of the budget's probes diverged; set synth.lr by hand")
     best = max(finite, key=lambda c: (c["val_mean"], -c["lr"]))
+    outer_seconds = sum(measured) / len(measured)     # the probes ran the loop's own outer iterations: re-timed
+    probe = {"iterations": probe_iterations, "inner_steps": steps, "eval_epochs": PROBE_EVAL_EPOCHS,
+             "split": "validation", "initial_val_mean": initial_score, "candidates": candidates, "best": best}
+    return (*_planned(config, seconds, started, steps, outer_seconds, base_lr, probe, log), initial)
 
+
+def _planned(config: Config, seconds: float, started: float, steps: int, outer_seconds: float,
+             base_lr: float, probe: dict[str, Any] | None,
+             log: Callable[[str], None]) -> tuple[Config, dict[str, Any]]:
+    """The config and plan for the loop: what is left of the budget after the probes, in outer iterations of
+    `steps` inner steps, at the probes' best rate (probe None: the preset's rate, distill.budget_calibrate off)."""
+    inner = config.match.method in INNER_STEPS
     spent = time.perf_counter() - started
     loop_seconds = max(0.0, seconds - spent)
     iterations = max(1, int(loop_seconds // outer_seconds))
-    planned = _with_steps(config, steps if config.match.method in INNER_STEPS else None)
-    planned.synth.lr = best["lr"]
+    lr = probe["best"]["lr"] if probe else base_lr
+    planned = _with_steps(config, steps if inner else None)
+    planned.synth.lr = lr
     planned.distill.iterations = iterations
     planned.distill.max_minutes = loop_seconds / 60
     planned.distill.budget_minutes = seconds / 60
     plan = {"budget_seconds": seconds, "probe_seconds": spent, "loop_seconds": loop_seconds,
-            "seconds_per_inner_step": step_seconds, "inner_steps": steps, "seconds_per_outer_iteration": outer_seconds,
-            "iterations": iterations, "paper_lr": base_lr, "lr": best["lr"],
-            "probe": {"iterations": probe_iterations, "eval_epochs": PROBE_EVAL_EPOCHS, "split": "validation",
-                      "initial_val_mean": initial_score, "candidates": candidates},
-            "evaluation": "on top of the budget"}
+            "inner_steps": steps, "seconds_per_outer_iteration": outer_seconds,
+            "iterations": iterations, "paper_lr": base_lr, "lr": lr,
+            "lr_choice": "validation probes" if probe else "the preset's (distill.budget_calibrate false)",
+            "probe": probe, "evaluation": "on top of the budget"}
+    if probe:
+        chosen = (f"image lr {lr:.3g} = {probe['best']['multiple']:g} x the preset's {base_lr:.3g}, chosen on the "
+                  f"validation split after {probe['iterations']} probe iteration(s) (initial set "
+                  f"{probe['initial_val_mean']:.2f}; "
+                  + ", ".join(f"x{c['multiple']:g}: {c['val_mean']:.2f}" for c in probe["candidates"]) + ")")
+    else:
+        chosen = f"the preset's image lr {lr:.3g} (distill.budget_calibrate false: no probes)"
     log(f"budget {seconds / 60:.1f} min: probes took {spent / 60:.1f} min; the loop gets {loop_seconds / 60:.1f} "
         f"min = {iterations} outer iterations of {steps} inner steps ({outer_seconds:.1f} s each, measured); "
-        f"image lr {best['lr']:.3g} = {best['multiple']:g} x the preset's {base_lr:.3g}, chosen on the "
-        f"validation split after {probe_iterations} probe iteration(s) (initial set {initial_score:.2f}; "
-        + ", ".join(f"x{c['multiple']:g}: {c['val_mean']:.2f}" for c in candidates)
-        + "); the final evaluation comes on top of the budget")
-    return planned, plan, initial
+        f"{chosen}; the final evaluation comes on top of the budget")
+    return planned, plan

@@ -137,6 +137,7 @@ class DistillConfig:
     snapshot_every: int = 0        # outer iterations between snapshots of the set (0: none; also saves iteration 0)
     max_minutes: float | None = None   # wall-time budget: stop before an outer iteration that would end after it
     budget_minutes: float | None = None   # set by --budget: the whole budget the run was planned for (budget.json)
+    budget_calibrate: bool = True  # --budget: choose the image lr on validation probes (false: keep the preset's)
 
 
 @dataclass
