@@ -136,10 +136,8 @@ def plan_budget(config: Config, data: LoadedDataset, device: torch.device, secon
     initial = timing.initial_set().images.detach().clone()
     timing.run(initial=initial, final_eval=False)
     per_step, per_round = _step_costs(config, timing.timings, data.info.num_classes)
-    base_lr = timing.image_lr
-    factor = config.synth.factor
-    calibrate = config.distill.budget_calibrate
-    eval_seconds = 0.0
+    base_lr, factor = timing.image_lr, config.synth.factor
+    calibrate, eval_seconds = config.distill.budget_calibrate, 0.0
     if calibrate:
         t0 = time.perf_counter()
         initial_score = _score(config, data, device, initial, factor, timing.method.eval_preprocess(),

@@ -11,7 +11,7 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, NamedTuple
 
 import torch
 
@@ -155,41 +155,71 @@ def plan(config: Config, calibration_batch: int = 16, calibration_steps: int = 2
     val = registry._val_total(config.data.val_size, n_train)
     class_size = math.ceil(n_train / k)
     n_syn = min(config.synth.max_per_class, ipc * f * f)
-    real = config.match.batch_real
     p = Plan(info.name, {"classes": k, "channels": c, "image_size": size[0], "train": n_train, "test": n_test,
                          "validation": val, "counts_from": counts_from, "ipc": ipc, "factor": f,
                          "model": config.model.name, "parameters": params, "device": str(device),
                          "seconds_per_image": per_image, "calibration_batch": calibration_batch})
     data_bytes = (n_train + n_test) * pixels
+    sizes = _Sizes(k, pixels, ipc * f * f * k, n_syn, class_size, val, n_test, params, act, per_image)
+    _add_memory(p, config, sizes, stored, data_bytes, lambda: _feature_size(net, c, size, device))
+    _add_seconds(p, config, sizes, device)
+    _fits(p, config, stored, data_bytes)
+    return p
+
+
+class _Sizes(NamedTuple):
+    """What the estimates multiply: classes, pixels of an image, decoded synthetic images, synthetic images of a
+    class in a matching step, a class's training images, validation and test images, network parameters,
+    activation floats per image and measured seconds per image."""
+    classes: int
+    pixels: int
+    decoded: int
+    n_syn: int
+    class_size: int
+    val: int
+    n_test: int
+    params: int
+    act: float
+    per_image: float
+
+
+def _add_memory(p: Plan, config: Config, z: _Sizes, stored: bool, data_bytes: int,
+                feature: Callable[[], int]) -> None:
+    """The bytes of the data, the synthetic set, the network, a selection round, a step's activations, the
+    evaluation, and the peak (the largest step on top of what stays resident)."""
+    k, pixels, ipc = z.classes, z.pixels, config.synth.ipc
     p.memory["runtime (torch and libraries, measured)"] = _current_rss()
     if stored:
         p.memory["data on disk (prepared store)"] = data_bytes
-        p.memory["data in memory (one class, read)"] = class_size * pixels
+        p.memory["data in memory (one class, read)"] = z.class_size * pixels
     else:
         p.memory["data in memory (uint8)"] = data_bytes
     p.memory["synthetic set + gradient + momentum"] = 3 * k * ipc * pixels * 4
-    p.memory["network + gradient + momentum"] = 3 * params * 4
-    feature = _feature_size(net, c, size, device)
+    p.memory["network + gradient + momentum"] = 3 * z.params * 4
+    feature_size = feature()          # measured here, after the runtime's memory, as it always was
     if config.select.selector in ("dream", "representative"):
-        pool = min(class_size, config.select.pool_size or class_size)
-        p.memory["DREAM clustering (one class)"] = pool * (feature + pixels) * 4
-    p.memory["activations of a matching step"] = act * (real + GRAPH_FACTOR * n_syn)
-    p.memory["activations of a network step"] = act * config.distill.net_batch
-    n_eval = k * ipc * f * f
-    p.memory["evaluation (decoded set, 2 networks)"] = n_eval * pixels * 4 + 4 * params * 4 + \
-        act * config.eval.batch
+        pool = min(z.class_size, config.select.pool_size or z.class_size)
+        p.memory["DREAM clustering (one class)"] = pool * (feature_size + pixels) * 4
+    p.memory["activations of a matching step"] = z.act * (config.match.batch_real + GRAPH_FACTOR * z.n_syn)
+    p.memory["activations of a network step"] = z.act * config.distill.net_batch
+    p.memory["evaluation (decoded set, 2 networks)"] = z.decoded * pixels * 4 + 4 * z.params * 4 + \
+        z.act * config.eval.batch
     resident = [v for key, v in p.memory.items()
                 if key.startswith(("runtime", "data in memory", "synthetic", "network +"))]
     steps = [v for key, v in p.memory.items() if key.startswith(("DREAM", "activations"))]
     p.memory["peak (largest step + resident)"] = sum(resident) + max(steps)
-    # compute
-    matching = k * (real + GRAPH_FACTOR * n_syn) * per_image
+
+
+def _add_seconds(p: Plan, config: Config, z: _Sizes, device: torch.device) -> None:
+    """The seconds of an inner iteration by part, of the distillation and of the evaluation."""
+    k, per_image = z.classes, z.per_image
+    matching = k * (config.match.batch_real + GRAPH_FACTOR * z.n_syn) * per_image
     train_net = config.distill.n_data * per_image
     clustering = 0.0
     if config.select.selector in ("dream", "representative"):
-        clustering = k * min(class_size, config.select.pool_size or class_size) * per_image / 3 / \
+        clustering = k * min(z.class_size, config.select.pool_size or z.class_size) * per_image / 3 / \
             config.select.interval
-    image_steps = k * _image_step_seconds(k * ipc * pixels, device)
+    image_steps = k * _image_step_seconds(k * config.synth.ipc * z.pixels, device)
     inner = matching + train_net + clustering + image_steps
     p.seconds["matching (per inner iteration)"] = matching
     p.seconds["image steps (per inner iteration)"] = image_steps
@@ -201,10 +231,8 @@ def plan(config: Config, calibration_batch: int = 16, calibration_steps: int = 2
         config.distill.iterations
     epochs = config.eval.epochs
     passes = epochs // max(1, config.eval.val_every)
-    one_net = epochs * n_eval * per_image + passes * val * per_image / 3 + n_test * per_image / 3
+    one_net = epochs * z.decoded * per_image + passes * z.val * per_image / 3 + z.n_test * per_image / 3
     p.seconds[f"evaluation ({config.eval.repeats} x {epochs} epochs)"] = one_net * config.eval.repeats
-    _fits(p, config, stored, data_bytes)
-    return p
 
 
 def _current_rss() -> float:

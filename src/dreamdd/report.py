@@ -238,8 +238,23 @@ def _run_section(run: RunRecord, anchor: str) -> str:
         parts.append(_img(grid, f"synthetic images of {run.label}, one row per class", "grid"))
     else:
         parts.append(f'<p class="missing">no {GRID} in this run</p>')
+    parts += _evaluation_parts(run, s, m) + _table_parts(run) + _timing_parts(run, s)
 
-    parts.append('<h3>Evaluation</h3>')
+    parts.append('<h3>Configuration</h3>')
+    if run.config_text is not None:
+        parts.append(_config_html(run.config_text))
+    else:
+        parts.append(f'<p class="missing">no {CONFIG} in this run</p>')
+    versions = m.get("versions")
+    if isinstance(versions, dict):
+        parts.append('<p class="note">versions: ' + esc(", ".join(f"{k} {v}" for k, v in versions.items())) + "</p>")
+    parts.append("</section>")
+    return "\n".join(parts)
+
+
+def _evaluation_parts(run: RunRecord, s: dict[str, Any], m: dict[str, Any]) -> list[str]:
+    """The final evaluation, each of its networks and the periodic validation points."""
+    parts = ['<h3>Evaluation</h3>']
     final = run.final_evaluation()
     evaluation = m.get("evaluation") if isinstance(m.get("evaluation"), dict) else None
     if final is not None:
@@ -259,6 +274,12 @@ def _run_section(run: RunRecord, anchor: str) -> str:
         parts.append("<p>Periodic validation during distillation:</p>")
         parts.append(html_table([{k: e.get(k) for k in ("iteration", "val_mean", "val_std", "repeats", "epochs")}
                                  for e in points]))
+    return parts
+
+
+def _table_parts(run: RunRecord) -> list[str]:
+    """The evaluation tables found in the run folder."""
+    parts = []
     for table in run.tables:
         parts.append(f'<h4 class="table-name">{esc(table.name)}</h4>')
         if table.text is not None:
@@ -273,8 +294,12 @@ def _run_section(run: RunRecord, anchor: str) -> str:
             parts.append('<p class="missing">empty table</p>')
         if table.note:
             parts.append(f'<p class="note">{esc(table.note)}</p>')
+    return parts
 
-    parts.append('<h3>Timings</h3>')
+
+def _timing_parts(run: RunRecord, s: dict[str, Any]) -> list[str]:
+    """Wall time, the mean outer iteration and the loop's timings by part."""
+    parts = ['<h3>Timings</h3>']
     timings = s.get("timings") if isinstance(s.get("timings"), dict) else {}
     iterations = run.iterations()
     pairs = [("wall time", _seconds(s.get("wall_seconds")))]
@@ -289,17 +314,7 @@ def _run_section(run: RunRecord, anchor: str) -> str:
                      'select_share: selection\'s share of select + match + network.</p>')
     else:
         parts.append('<p class="missing">no timings recorded</p>')
-
-    parts.append('<h3>Configuration</h3>')
-    if run.config_text is not None:
-        parts.append(_config_html(run.config_text))
-    else:
-        parts.append(f'<p class="missing">no {CONFIG} in this run</p>')
-    versions = m.get("versions")
-    if isinstance(versions, dict):
-        parts.append('<p class="note">versions: ' + esc(", ".join(f"{k} {v}" for k, v in versions.items())) + "</p>")
-    parts.append("</section>")
-    return "\n".join(parts)
+    return parts
 
 
 STYLE = """

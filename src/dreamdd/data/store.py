@@ -195,6 +195,23 @@ def _new_index(listing: Listing, size: tuple[int, int], checksum: str) -> dict[s
             "complete": False, "created": time.strftime("%Y-%m-%d %H:%M:%S")}
 
 
+def _index_to_continue(path: Path, listing: Listing, size: tuple[int, int]) -> dict[str, Any]:
+    """The index of the store in `path`: the one there when it was made from the same source listing at this size
+    (complete, or with the classes done so far), else a new one with its split files allocated."""
+    checksum = listing.checksum()
+    path.mkdir(parents=True, exist_ok=True)
+    index = read_index(path)
+    if index is not None and (index["source"]["listing_sha256"] != checksum or list(index["image_size"]) != list(size)):
+        index = None  # the source changed: start over
+    if index is None:
+        index = _new_index(listing, size, checksum)
+        for s in SPLITS:
+            with open(path / index["splits"][s]["file"], "wb") as f:
+                f.truncate(sum(index["splits"][s]["counts"]) * CHANNELS * size[0] * size[1])
+        _write_json(path / INDEX, index)
+    return index
+
+
 def prepare(layout: Layout, root: str | os.PathLike, size: tuple[int, int], workers: int | None = None,
             quiet: bool = True, listing: Listing | None = None) -> Store:
     """Decode `layout`'s dataset under `root` into its store (resuming an unfinished one); return it opened.
@@ -210,20 +227,10 @@ def prepare(layout: Layout, root: str | os.PathLike, size: tuple[int, int], work
             raise DreamddError(f"{layout.name} files not found: expected {layout.expected(root)}. Fix: put the "
                                f"dataset there, or choose the folder that holds it with --data-root")
         listing = layout.listing(folder)
-    checksum = listing.checksum()
     path = store_dir(root, layout.name, size)
-    path.mkdir(parents=True, exist_ok=True)
-    index = read_index(path)
-    if index is not None and (index["source"]["listing_sha256"] != checksum or list(index["image_size"]) != list(size)):
-        index = None  # the source changed: start over
-    if index is not None and index.get("complete"):
+    index = _index_to_continue(path, listing, size)
+    if index.get("complete"):
         return open_store(path)  # type: ignore[return-value]
-    if index is None:
-        index = _new_index(listing, size, checksum)
-        for s in SPLITS:
-            with open(path / index["splits"][s]["file"], "wb") as f:
-                f.truncate(sum(index["splits"][s]["counts"]) * CHANNELS * size[0] * size[1])
-        _write_json(path / INDEX, index)
     todo = [(s, c) for s in SPLITS for c, done in enumerate(index["splits"][s]["done"]) if not done]
     total = sum(index["splits"][s]["counts"][c] for s, c in todo)
     workers = max(1, int(workers if workers is not None else (os.cpu_count() or 1)))
