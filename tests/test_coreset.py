@@ -37,7 +37,9 @@ def test_select_writes_an_artifact_of_real_images(tmp_path, method):
     assert distilled.images.shape == (30, 1, 8, 8)
     assert distilled.labels.tolist() == sum([[c] * 3 for c in range(10)], [])
     assert distilled.metadata["method"] == f"coreset-{method}"
-    assert 0 <= result.summary["evaluation"]["test_mean"] <= 100
+    evaluation = distilled.metadata["evaluation"]          # one network, its test accuracy recorded twice
+    assert evaluation["train_size"] == 30 and [r["run"] for r in evaluation["runs"]] == [0]
+    assert result.summary["evaluation"]["test_mean"] == evaluation["test_mean"] == evaluation["runs"][0]["test_acc"]
     # the images are real training images, exactly
     from dreamdd.data import load
     data = load("digits", val_size=0.1, seed=0)

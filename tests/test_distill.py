@@ -5,15 +5,14 @@ import pytest
 import torch
 
 import dreamdd
+from conftest import tiny_settings
 from dreamdd.artifact import load_distilled
 from dreamdd.engine.callbacks import room_for_another
 from dreamdd.io.rundir import RunDir
 
-TINY = {"model": {"width": 16, "depth": 2}, "match": {"batch_real": 16},
-        "select": {"interval": 2},
-        "distill": {"iterations": 4, "inner_loop": 3, "n_data": 64, "eval_every": 2, "eval_epochs": 3,
-                    "checkpoint_every": 2},
-        "eval": {"epochs": 6, "repeats": 2, "val_every": 2}}
+TINY = tiny_settings(distill={"iterations": 4, "inner_loop": 3, "n_data": 64, "eval_every": 2, "eval_epochs": 3,
+                              "checkpoint_every": 2},
+                     eval={"epochs": 6, "repeats": 2, "val_every": 2})
 
 
 def tiny(tmp_path, name, **kw):
@@ -28,7 +27,10 @@ def test_end_to_end_digits(tmp_path):
             "grid.png", "checkpoint.pt", "log.txt"} <= files
     summary = json.loads((result.path / "summary.json").read_text())
     assert summary["status"] == "finished" and summary["val_size"] > 0
-    assert 0 <= summary["evaluation"]["test_mean"] <= 100
+    evaluation = load_distilled(result.path).metadata["evaluation"]      # two networks of 6 epochs, on test
+    assert summary["evaluation"]["test_mean"] == evaluation["test_mean"] == pytest.approx(
+        sum(r["test_acc"] for r in evaluation["runs"]) / 2)
+    assert [r["epochs_trained"] for r in evaluation["runs"]] == [6, 6]
     events = [json.loads(line) for line in (result.path / "metrics.jsonl").read_text().splitlines()]
     assert [e["iteration"] for e in events if e["event"] == "iteration"] == [1, 2, 3, 4]
     periodic = [e for e in events if e["event"] == "eval" and not e.get("final")]
@@ -41,7 +43,7 @@ def test_end_to_end_digits(tmp_path):
     x, y = distilled.dataset()[0]
     assert x.shape == (1, 8, 8) and int(y) == 0
     again = dreamdd.evaluate(result.path, repeats=1, epochs=4)
-    assert again["repeats"] == 1 and 0 <= again["test_mean"] <= 100
+    assert again["repeats"] == 1 and again["epochs"] == 4 and again["test_mean"] == again["runs"][0]["test_acc"]
 
 
 def test_same_seed_gives_identical_artifact_and_other_seed_differs(tmp_path):
@@ -88,7 +90,8 @@ def test_snapshots_hold_the_set_at_each_interval_and_the_end(tmp_path):
     assert [load_distilled(result.path / "snapshots" / s).metadata["iterations"] for s in snapshots] == [0, 3, 4]
     assert first.metadata["elapsed_seconds"] == 0 < last.metadata["elapsed_seconds"]
     result = dreamdd.evaluate(result.path / "snapshots" / "iter-000003", repeats=1)   # the run's recipe
-    assert result["epochs"] == TINY["eval"]["epochs"] and 0 <= result["test_mean"] <= 100
+    assert result["epochs"] == TINY["eval"]["epochs"] and result["runs"][0]["epochs_trained"] == TINY["eval"]["epochs"]
+    assert result["test_mean"] == result["runs"][0]["test_acc"]
 
 
 def test_max_minutes_stops_early_and_records_why(tmp_path):

@@ -232,7 +232,8 @@ def test_check_prepare_and_a_one_iteration_distillation(tmp_path, capsys):
     assert "image_size: 16" in (run.path / "config.yaml").read_text()
     assert tuple(run.distilled.images.shape) == (3, 3, 16, 16)
     result = dreamdd.evaluate(run.path, epochs=1, repeats=1, data_root=str(tmp_path))   # its 16 px store again
-    assert 0 <= result["test_mean"] <= 100
+    assert result["train_size"] == 3 and result["runs"][0]["epochs_trained"] == 1      # the 3 images, 1 epoch
+    assert result["test_mean"] == result["runs"][0]["test_acc"]
     assert main(["datasets", "--check", "digits"]) == 0 and "train: 1347 images" in capsys.readouterr().out
     assert main(["datasets", "--check", "no-such-set"]) == 2
 
