@@ -31,7 +31,7 @@ from typing import Any, Callable
 import torch
 import torch.nn.functional as F
 
-from dreamdd.augment import DSA, cutmix, soft_cross_entropy
+from dreamdd.augment import SiameseAugment, cutmix, soft_cross_entropy
 from dreamdd.methods.gradient import gradient_distance
 from dreamdd.experiments import convnet, embed, load_cifar, train_real
 from dreamdd.experiments import machine as machine_info
@@ -69,7 +69,7 @@ def min_time(fn: Callable[[], Any], repeats: int, warmup: int = 1) -> tuple[floa
 
 
 # ---- floor -------------------------------------------------------------------------------------------------
-def match_pass(net, real, real_y, syn_param, syn_y, augment: DSA | None = None, g: torch.Generator | None = None,
+def match_pass(net, real, real_y, syn_param, syn_y, augment: SiameseAugment | None = None, g: torch.Generator | None = None,
                memory_format=torch.contiguous_format) -> tuple[torch.Tensor, torch.Tensor]:
     """One class's IDC matching step, bare: real forward+backward (gradients of conv weights, detached), synthetic
     forward + create_graph backward, gradient distance (mse), its backward into the synthetic images.
@@ -88,7 +88,7 @@ def match_pass(net, real, real_y, syn_param, syn_y, augment: DSA | None = None, 
     return loss.detach(), grad
 
 
-def network_pass(net, optimizer, batches, num_classes: int, augment: DSA | None, cutmix_prob: float,
+def network_pass(net, optimizer, batches, num_classes: int, augment: SiameseAugment | None, cutmix_prob: float,
                  g: torch.Generator | None, memory_format=torch.contiguous_format) -> float:
     """IDC's network update, bare: for each real batch, (augment + CutMix,) forward, backward, SGD step."""
     loss = 0.0
@@ -122,7 +122,7 @@ def floor_passes(num_classes: int = 10, size: int = 32, width: int = 128, depth:
     sizes = [net_batch] * (n_data // net_batch) + ([n_data % net_batch] if n_data % net_batch else [])
     batches = [(torch.randn(n, 3, size, size, generator=g0), torch.randint(num_classes, (n,), generator=g0))
                for n in sizes]
-    match_aug, net_aug = DSA("color_crop_cutout"), DSA("color_crop")
+    match_aug, net_aug = SiameseAugment("color_crop_cutout"), SiameseAugment("color_crop")
     result: dict[str, Any] = {"shapes": {"classes": num_classes, "image": [3, size, size], "width": width,
                                          "depth": depth, "batch_real": batch_real, "n_syn": n_syn,
                                          "n_data": n_data, "net_batch": net_batch}, "repeats": repeats}
@@ -438,7 +438,7 @@ def eval_breakdown(n_images: int = 400, batch: int = 64, epochs: int = 3, val_im
     val = torch.randn(val_images, 3, size, size, generator=g)
     net = convnet(num_classes, 3, size, width, 3, seed)
     opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
-    aug = DSA("color_crop_flip_scale_rotate")
+    aug = SiameseAugment("color_crop_flip_scale_rotate")
     t_aug = t_step = 0.0
     per_epoch = []
     for epoch in range(epochs + 1):   # epoch 0 is warm-up

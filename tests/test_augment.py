@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from dreamdd.augment import DSA, OPS, cutmix, soft_cross_entropy
+from dreamdd.augment import SiameseAugment, OPS, cutmix, soft_cross_entropy
 from dreamdd.errors import DreamddError
 from dreamdd.seeding import generator
 
@@ -16,7 +16,7 @@ def _images(n=6, c=3, h=16, w=16, seed=0):
 @pytest.mark.parametrize("strategy", list(OPS) + ["color_crop_cutout", ALL])
 def test_shared_applies_one_transform_to_both_halves(strategy):
     x = _images()
-    out = DSA(strategy)(torch.cat([x, x]), generator(1, strategy), shared=True)
+    out = SiameseAugment(strategy)(torch.cat([x, x]), generator(1, strategy), shared=True)
     assert out.shape == (12, 3, 16, 16)
     torch.testing.assert_close(out[:6], out[6:])
 
@@ -24,7 +24,7 @@ def test_shared_applies_one_transform_to_both_halves(strategy):
 @pytest.mark.parametrize("strategy", list(OPS) + [ALL])
 def test_independent_params_differ_across_samples(strategy):
     x = _images(n=1).expand(16, -1, -1, -1)
-    out = DSA(strategy)(x, generator(2, strategy), shared=False)
+    out = SiameseAugment(strategy)(x, generator(2, strategy), shared=False)
     assert out.shape == x.shape
     assert any(not torch.allclose(out[0], o) for o in out[1:])
 
@@ -33,14 +33,14 @@ def test_independent_params_differ_across_samples(strategy):
 @pytest.mark.parametrize("shared", [False, True])
 def test_gradients_flow_to_the_input(strategy, shared):
     x = _images(n=4, c=1, h=9, w=7).requires_grad_(True)
-    out = DSA(strategy)(x, generator(3, strategy), shared=shared)
+    out = SiameseAugment(strategy)(x, generator(3, strategy), shared=shared)
     out.mul(torch.linspace(-1, 1, out.numel()).view_as(out)).sum().backward()
     assert x.grad is not None and torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
 
 
 def test_same_seed_same_output_and_shapes_preserved():
     x = _images(n=3, c=2, h=12, w=20)
-    dsa = DSA(ALL)
+    dsa = SiameseAugment(ALL)
     a = dsa(x, generator(4, "aug"))
     b = dsa(x, generator(4, "aug"))
     c = dsa(x, generator(5, "aug"))
@@ -50,7 +50,7 @@ def test_same_seed_same_output_and_shapes_preserved():
 
 def test_sample_params_then_apply_equals_call():
     x = _images()
-    dsa = DSA("color_crop_cutout")
+    dsa = SiameseAugment("color_crop_cutout")
     params = dsa.sample_params(6, generator(6, "p"), x.device)
     assert all(v.shape[0] == 6 for v in params.values())
     assert torch.equal(dsa.apply(x, params), dsa(x, generator(6, "p")))
@@ -59,32 +59,32 @@ def test_sample_params_then_apply_equals_call():
 def test_ops_follow_dsa_definitions():
     x = _images(n=4)
     g = generator(7, "check")
-    p = DSA("color").sample_params(4, g, x.device)
+    p = SiameseAugment("color").sample_params(4, g, x.device)
     manual = x + (p["brightness"].view(-1, 1, 1, 1) - 0.5)
     mean = manual.mean(1, keepdim=True)
     manual = (manual - mean) * (p["saturation"].view(-1, 1, 1, 1) * 2) + mean
     mean = manual.mean((1, 2, 3), keepdim=True)
     manual = (manual - mean) * (p["contrast"].view(-1, 1, 1, 1) + 0.5) + mean
-    torch.testing.assert_close(DSA("color").apply(x, p), manual)
+    torch.testing.assert_close(SiameseAugment("color").apply(x, p), manual)
     # crop: an integer shift of at most 2 pixels (1/8 of 16), zero fill; cutout zeroes an 8x8 square at most
-    crop = DSA("crop").apply(x, {"crop": torch.tensor([[0.0, 0.99]] * 4)})   # shift rows -2, cols +2
+    crop = SiameseAugment("crop").apply(x, {"crop": torch.tensor([[0.0, 0.99]] * 4)})   # shift rows -2, cols +2
     torch.testing.assert_close(crop[:, :, 2:, :-2], x[:, :, :-2, 2:])
     assert (crop[:, :, :2] == 0).all() and (crop[:, :, :, -2:] == 0).all()
-    cut = DSA("cutout").apply(torch.ones(4, 1, 16, 16), DSA("cutout").sample_params(4, g, x.device))
+    cut = SiameseAugment("cutout").apply(torch.ones(4, 1, 16, 16), SiameseAugment("cutout").sample_params(4, g, x.device))
     zeros = (cut == 0).sum((1, 2, 3))
     assert (zeros > 0).all() and (zeros <= 64).all()
-    flipped = DSA("flip").apply(x, {"flip": torch.tensor([0.1, 0.9, 0.1, 0.9])})
+    flipped = SiameseAugment("flip").apply(x, {"flip": torch.tensor([0.1, 0.9, 0.1, 0.9])})
     assert torch.equal(flipped[0], x[0].flip(2)) and torch.equal(flipped[1], x[1])
     identity = {"scale": torch.full((4, 2), (1 - 1 / 1.2) / (1.2 - 1 / 1.2))}   # maps to scale factor 1
-    torch.testing.assert_close(DSA("scale").apply(x, identity), x)
-    torch.testing.assert_close(DSA("rotate").apply(x, {"rotate": torch.full((4,), 0.5)}), x)
+    torch.testing.assert_close(SiameseAugment("scale").apply(x, identity), x)
+    torch.testing.assert_close(SiameseAugment("rotate").apply(x, {"rotate": torch.full((4,), 0.5)}), x)
 
 
 def test_empty_strategy_is_identity_and_unknown_op_raises():
     x = _images()
-    assert DSA("")(x, generator(0)) is x
+    assert SiameseAugment("")(x, generator(0)) is x
     with pytest.raises(DreamddError, match="cutout"):
-        DSA("color_jitter")
+        SiameseAugment("color_jitter")
 
 
 def test_cutmix_targets_are_distributions():

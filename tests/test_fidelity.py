@@ -10,7 +10,7 @@ from conftest import tiny_settings
 from dreamdd.engine import timing
 from dreamdd.api import load_data
 from dreamdd.artifact import load_distilled
-from dreamdd.augment import DSA
+from dreamdd.augment import SiameseAugment
 from dreamdd.config import dump_yaml, load_preset, merge, Config, resolve
 from dreamdd.engine.distiller import Distiller
 from dreamdd.image_optimizer import ImageSGD, channel_preconditioner, zca_preconditioner
@@ -33,14 +33,14 @@ def tiny(method, **extra):
 
 # ---- augmentation modes --------------------------------------------------------------------------------------
 def test_single_mode_applies_one_op_per_call_and_every_op_gets_drawn():
-    dsa = DSA(ALL, "single")
+    dsa = SiameseAugment(ALL, "single")
     drawn = [tuple(dsa.draw_ops(generator(0, "draw", k))) for k in range(200)]
     assert all(len(ops) == 1 for ops in drawn)
     assert {ops[0] for ops in drawn} == set(ALL.split("_"))
 
 
 def test_idc_mode_keeps_flip_and_color_and_draws_one_of_the_rest():
-    dsa = DSA("color_crop_flip_scale_rotate", "idc")
+    dsa = SiameseAugment("color_crop_flip_scale_rotate", "idc")
     drawn = [dsa.draw_ops(generator(0, "draw", k)) for k in range(200)]
     for ops in drawn:
         assert "color" in ops and "flip" in ops
@@ -50,24 +50,24 @@ def test_idc_mode_keeps_flip_and_color_and_draws_one_of_the_rest():
 
 def test_idc_mode_equals_all_when_nothing_is_to_choose_and_draws_nothing():
     g1, g2 = generator(5, "x"), generator(5, "x")
-    assert DSA("color_crop_cutout", "idc").draw_ops(g1) == ["color", "crop", "cutout"]
+    assert SiameseAugment("color_crop_cutout", "idc").draw_ops(g1) == ["color", "crop", "cutout"]
     assert torch.equal(torch.rand(3, generator=g1), torch.rand(3, generator=g2))   # no random number consumed
     x = torch.rand(6, 3, 8, 8)
-    a = DSA("color_crop_cutout", "idc")(x, generator(1, "a"), shared=True)
-    b = DSA("color_crop_cutout", "all")(x, generator(1, "a"), shared=True)
+    a = SiameseAugment("color_crop_cutout", "idc")(x, generator(1, "a"), shared=True)
+    b = SiameseAugment("color_crop_cutout", "all")(x, generator(1, "a"), shared=True)
     torch.testing.assert_close(a, b)
 
 
 def test_single_mode_is_siamese_one_op_and_parameters_for_real_and_synthetic():
     x = torch.rand(4, 3, 16, 16)
     for k in range(10):
-        out = DSA(ALL, "single")(torch.cat([x, x]), generator(k, "siamese"), shared=True)
+        out = SiameseAugment(ALL, "single")(torch.cat([x, x]), generator(k, "siamese"), shared=True)
         torch.testing.assert_close(out[:4], out[4:])
 
 
 def test_unknown_mode_is_refused():
     with pytest.raises(dreamdd.DreamddError, match="mode"):
-        DSA("color", "some")
+        SiameseAugment("color", "some")
     with pytest.raises(dreamdd.DreamddError, match="augment_mode"):
         resolve("digits", 2, overrides={"dm": {"augment_mode": "many"}})
 

@@ -116,9 +116,10 @@ _OPS = {
 }
 
 
-class DSA:
-    """Differentiable augmentation by a strategy such as "color_crop_cutout" and a mode (see MODES): which of the
-    strategy's ops one call applies; applied ops keep the strategy's order.
+class SiameseAugment:
+    """DSA's differentiable siamese augmentation (the method DSA is methods.dc.DSA), by a strategy such as
+    "color_crop_cutout" and a mode (see MODES): which of the strategy's ops one call applies; applied ops keep
+    the strategy's order.
 
     "color" is brightness, saturation and contrast. Parameters are uniform draws in [0, 1) mapped to DSA's ranges
     inside the ops, so they do not depend on the image size. An empty strategy is the identity.
@@ -135,7 +136,7 @@ class DSA:
             raise DreamddError(f"unknown augmentation mode {mode!r}; use one of {', '.join(MODES)}")
 
     def __repr__(self) -> str:
-        return f"DSA({self.strategy!r}, mode={self.mode!r})"
+        return f"SiameseAugment({self.strategy!r}, mode={self.mode!r})"
 
     def draw_ops(self, generator: torch.Generator) -> list[str]:
         """The ops of one call under the mode. A draw is made only when there is a choice, so a strategy with

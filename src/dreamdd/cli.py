@@ -173,7 +173,7 @@ def compare_parser(sub) -> None:
     p.add_argument("run_a", metavar="RUN_A", help="a run folder")
     p.add_argument("run_b", metavar="RUN_B", help="another run folder (e.g. the baseline)")
     p.add_argument("--out", metavar="PNG", default="compare.png", help="the plot to write (default: ./compare.png)")
-    p.add_argument("--metric", default="val_mean",
+    p.add_argument("--metric",
                    help="accuracy key of the eval events in metrics.jsonl (default: val_mean, validation; "
                         "test_mean exists only in the final evaluation)")
 
@@ -187,7 +187,7 @@ def run_report(args) -> int:
 
 def run_compare(args) -> int:
     from .report import compare_runs
-    comparison = compare_runs(args.run_a, args.run_b, metric=args.metric, plot=args.out)
+    comparison = compare_runs(args.run_a, args.run_b, plot=args.out, **given(metric=args.metric))
     print("\n".join(comparison.lines()))
     print(f"plot: {comparison.plot}")
     return 0

@@ -210,11 +210,11 @@ def train_real(net, data, n_images: int, seed: int = 0) -> None:
     """IDC's network update on n_images random real images (batch 128, color_crop + CutMix), as between rounds."""
     import torch
 
-    from .augment import DSA
+    from .augment import SiameseAugment
     from .training import sgd, train_step
     g = torch.Generator().manual_seed(seed)
     opt = sgd(net, 0.01, 0.9, 5e-4)
-    aug = DSA("color_crop")
+    aug = SiameseAugment("color_crop")
     seen = 0
     while seen < n_images:
         idx = data.train.sample(min(128, n_images - seen), g)

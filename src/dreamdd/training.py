@@ -6,7 +6,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from .augment import DSA, cutmix, soft_cross_entropy
+from .augment import SiameseAugment, cutmix, soft_cross_entropy
 from .devices import place_network
 from .models import create_model
 from .seeding import global_seed
@@ -26,7 +26,7 @@ def sgd(net: nn.Module, lr: float, momentum: float, weight_decay: float) -> torc
 
 
 def train_step(net: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
-               num_classes: int, generator: torch.Generator, augment: DSA | None,
+               num_classes: int, generator: torch.Generator, augment: SiameseAugment | None,
                cutmix_prob: float, cutmix_beta: float = 1.0) -> float:
     """One SGD step on a normalized batch: per-sample DSA, then CutMix, then soft-target cross-entropy."""
     net.train()
@@ -55,6 +55,6 @@ def accuracy(net: nn.Module, batches: Callable[[torch.Tensor], torch.Tensor], la
     return 100.0 * correct / len(labels)
 
 
-def make_augment(strategy: str, mode: str = "all") -> DSA | None:
+def make_augment(strategy: str, mode: str = "all") -> SiameseAugment | None:
     """The DSA of a strategy and mode (augment.MODES), or None for the empty strategy."""
-    return DSA(strategy, mode) if strategy else None
+    return SiameseAugment(strategy, mode) if strategy else None

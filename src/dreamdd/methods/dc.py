@@ -31,14 +31,14 @@ class DC(Method):
         self.objective = GradientMatching(cfg.dc.metric, cfg.dc.parameters)
         self.augment = self.make_augment()
         default_outer, default_inner = dc_loops(cfg.synth.ipc)
-        self.outer_loop = cfg.dc.outer_loop or default_outer
+        self.rounds = cfg.dc.outer_loop or default_outer   # DC's outer_loop: rounds inside one outer iteration
         self.inner_loop = cfg.dc.inner_loop if cfg.dc.inner_loop is not None else default_inner
 
     def make_augment(self):
         return None
 
     def steps_per_iteration(self) -> int:
-        return self.outer_loop
+        return self.rounds
 
     def train_on_synthetic(self, net, optimizer, synthetic, g: torch.Generator) -> None:
         """`inner_loop` epochs of the network on a detached copy of the decoded synthetic set (DC's `epoch`),
@@ -62,7 +62,7 @@ class DC(Method):
         net.train()
         net_optimizer = sgd(net, cfg.distill.net_lr, cfg.distill.net_momentum, cfg.distill.net_weight_decay)
         losses = []
-        for round_ in range(self.outer_loop):
+        for round_ in range(self.rounds):
             loss = 0
             with ctx.timed("match"):    # the selector's share inside is counted as selection
                 for c in ctx.classes:
@@ -70,7 +70,7 @@ class DC(Method):
                                                                             cfg.match.batch_real, self.augment)
                     loss = loss + self.objective.loss(net, real, real_labels, syn, syn_labels)
             losses.append(ctx.image_step(loss, image_optimizer, it) / len(ctx.classes))
-            if round_ < self.outer_loop - 1 and self.inner_loop > 0:
+            if round_ < self.rounds - 1 and self.inner_loop > 0:
                 self.train_on_synthetic(net, net_optimizer, synthetic, g)
             ctx.inner_step_done()
         return sum(losses) / len(losses)
