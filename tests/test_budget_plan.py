@@ -27,16 +27,22 @@ def test_parse_duration_refuses_what_is_not_a_duration(text):
         parse_duration(text)
 
 
-def test_budget_plans_the_run_and_chooses_the_lr_on_validation_only(tmp_path, monkeypatch):
-    monkeypatch.setattr(budget, "PROBE_EVAL_EPOCHS", 2)
-    scored = []
+@pytest.fixture
+def scored(monkeypatch):
+    """Whether each evaluation of the run touched the test split (False: validation only), in order."""
+    splits = []
     real = budget.Evaluator.evaluate
 
     def recorded(self, *args, **kwargs):
-        scored.append(kwargs.get("test", True))
+        splits.append(kwargs.get("test", True))
         return real(self, *args, **kwargs)
 
     monkeypatch.setattr(budget.Evaluator, "evaluate", recorded)
+    return splits
+
+
+def test_budget_plans_the_run_and_chooses_the_lr_on_validation_only(tmp_path, monkeypatch, scored):
+    monkeypatch.setattr(budget, "PROBE_EVAL_EPOCHS", 2)
     result = dreamdd.distill("digits", 1, out=tmp_path / "run", quiet=True, budget="8s", overrides=TINY)
     plan = json.loads((result.path / "budget.json").read_text())
     # the initial set and each candidate on validation only; the test split once, by the run's final evaluation
@@ -52,15 +58,7 @@ def test_budget_plans_the_run_and_chooses_the_lr_on_validation_only(tmp_path, mo
     assert "budget 0.1 min" in (result.path / "log.txt").read_text()
 
 
-def test_budget_without_calibration_keeps_the_presets_rate_and_scores_nothing(tmp_path, monkeypatch):
-    scored = []
-    real = budget.Evaluator.evaluate
-
-    def recorded(self, *args, **kwargs):
-        scored.append(kwargs.get("test", True))
-        return real(self, *args, **kwargs)
-
-    monkeypatch.setattr(budget.Evaluator, "evaluate", recorded)
+def test_budget_without_calibration_keeps_the_presets_rate_and_scores_nothing(tmp_path, scored):
     overrides = {**TINY, "distill": {**TINY["distill"], "budget_calibrate": False}}
     result = dreamdd.distill("digits", 1, out=tmp_path / "run", quiet=True, budget="8s", overrides=overrides)
     plan = json.loads((result.path / "budget.json").read_text())
