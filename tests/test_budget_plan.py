@@ -43,6 +43,7 @@ def scored(monkeypatch):
 
 def test_budget_plans_the_run_and_chooses_the_lr_on_validation_only(tmp_path, monkeypatch, scored):
     monkeypatch.setattr(budget, "PROBE_EVAL_EPOCHS", 2)
+    monkeypatch.setattr(budget, "MIN_PROBE_STEPS", 1)      # an 8-second budget holds probes of a step or two
     result = dreamdd.distill("digits", 1, out=tmp_path / "run", quiet=True, budget="8s", overrides=TINY)
     plan = json.loads((result.path / "budget.json").read_text())
     # the initial set and each candidate on validation only; the test split once, by the run's final evaluation
@@ -51,6 +52,7 @@ def test_budget_plans_the_run_and_chooses_the_lr_on_validation_only(tmp_path, mo
     assert plan["lr"] in [c["lr"] for c in plan["probe"]["candidates"]]
     best = max(plan["probe"]["candidates"], key=lambda c: (c["val_mean"], -c["lr"]))
     assert plan["lr"] == best["lr"] and plan["probe"]["split"] == "validation"
+    assert plan["lr_choice"] == "validation probes"
     config = yaml.safe_load((result.path / "config.yaml").read_text())
     assert config["synth"]["lr"] == plan["lr"] and config["distill"]["iterations"] == plan["iterations"]
     assert config["distill"]["budget_minutes"] == pytest.approx(8 / 60)
@@ -68,6 +70,16 @@ def test_budget_without_calibration_keeps_the_presets_rate_and_scores_nothing(tm
     config = yaml.safe_load((result.path / "config.yaml").read_text())
     assert config["synth"]["lr"] == plan["paper_lr"] and config["distill"]["iterations"] == plan["iterations"]
     assert "no probes" in (result.path / "log.txt").read_text()
+
+
+def test_budget_too_small_for_probes_takes_the_measured_multiple_without_scoring(tmp_path, monkeypatch, scored):
+    monkeypatch.setattr(budget, "MIN_PROBE_STEPS", 10 ** 6)
+    result = dreamdd.distill("digits", 1, out=tmp_path / "run", quiet=True, budget="8s", overrides=TINY)
+    plan = json.loads((result.path / "budget.json").read_text())
+    assert scored == [True]      # probes that cannot tell the rates apart were not run: only the final evaluation
+    assert plan["probe"] is None
+    assert plan["lr"] == pytest.approx(budget.UNCALIBRATED_MULTIPLE * plan["paper_lr"])
+    assert "inner steps within its share" in plan["lr_choice"]
 
 
 def test_outer_iteration_time_counts_a_selection_round_per_interval_and_per_fresh_network():

@@ -8,15 +8,17 @@ leave the set close to its initialisation. The plan, recorded in budget.json, co
    of an inner step (matching and network update, the loop's own stopwatch) and of one DREAM selection round,
    which recurs every select.interval steps and at the start of each outer iteration. The learning-rate probes
    below run the loop's own outer iterations, and the horizon is re-timed from them.
-2. Horizon: the loop gets what is left of the budget after the probes; iterations = loop seconds / seconds of
-   one outer iteration. When an outer iteration of the preset does not fit one probe's share of the budget, its
-   inner steps are shortened to fit (for the probes and the loop alike).
-   distill.max_minutes stays as the guard. Evaluation comes on top of the budget, and the log says so.
-3. Image lr: the preset's rate times each of LR_FACTORS, each distilled from the same initial set for a probe
-   horizon (CALIBRATION_SHARE of the budget, split among them) and scored on the validation split by one
+2. Horizon: the loop gets what is left of the budget after the probes, in outer iterations of the preset's
+   length; only when not even one of them fits is it shortened to fit. distill.max_minutes stays as the guard.
+   Evaluation comes on top of the budget, and the log says so.
+3. Image lr: the preset's rate times each of LR_FACTORS, each distilled from the same initial set for a probe of
+   equal length (CALIBRATION_SHARE of the budget, split among them) and scored on the validation split by one
    short evaluation; the initial set is scored the same way. The best wins (ties: the smaller rate). The test
-   split is never touched. With distill.budget_calibrate false the probes are skipped and the preset's rate is
-   kept (the same horizon and inner steps otherwise): the papers' rate under the same budget.
+   split is never touched. A probe shorter than MIN_PROBE_STEPS inner steps cannot tell the rates apart (on
+   CIFAR-10 at the paper's settings, probes of 1 step scored 41.1-42.0 in no order), so when the budget cannot
+   hold that much the probes are skipped and the rate is UNCALIBRATED_MULTIPLE times the preset's. With
+   distill.budget_calibrate false the preset's rate is kept (the same horizon otherwise): the papers' rate under
+   the same budget.
 """
 from __future__ import annotations
 
@@ -42,6 +44,9 @@ LR_FACTORS = (1.0, 3.0, 10.0, 30.0)
 CALIBRATION_SHARE = 0.25       # of the budget, for the learning-rate probes
 PROBE_STEPS = 3                # inner steps of the timing probe
 PROBE_EVAL_EPOCHS = 50         # epochs of the one network that scores a probe on the validation split
+MIN_PROBE_STEPS = 10           # fewer inner steps cannot tell the rates apart: their scores differ by noise
+UNCALIBRATED_MULTIPLE = 10.0   # the rate multiple when the budget cannot hold the probes: what moved CIFAR-10 IPC
+                               # 10 within two hours (preset cifar10-cpu-2h, BENCHMARKS.md "budget")
 # the setting that holds a method's inner steps per outer iteration (methods not listed take one fixed step
 # count: DM one step, MTT mtt.syn_steps)
 INNER_STEPS = {"idc": ("distill", "inner_loop"), "dreamplus": ("distill", "inner_loop"),
@@ -120,6 +125,26 @@ def _outer_seconds(config: Config, per_step: float, per_round: float, steps: int
     return per_step * steps + per_round * rounds
 
 
+def _affordable_steps(config: Config, per_step: float, per_round: float, seconds: float, most: int) -> int:
+    """The most inner steps (at most `most`, at least 1) that one outer iteration can take within `seconds`."""
+    steps = most
+    while steps > 1 and _outer_seconds(config, per_step, per_round, steps) > seconds:
+        steps -= 1
+    return steps
+
+
+def _probe_length(config: Config, per_step: float, per_round: float, seconds: float,
+                  full_steps: int) -> tuple[int, int, int]:
+    """(inner steps per outer iteration, outer iterations, total inner steps) of one probe within `seconds`."""
+    if config.match.method in INNER_STEPS:
+        steps = _affordable_steps(config, per_step, per_round, seconds, full_steps)
+        fits = _outer_seconds(config, per_step, per_round, steps) <= seconds
+        iterations = max(1, int(seconds // _outer_seconds(config, per_step, per_round, steps))) if fits else 0
+        return steps, iterations, steps * iterations
+    iterations = max(0, int(seconds // _outer_seconds(config, per_step, per_round, full_steps)))
+    return full_steps, iterations, iterations
+
+
 def plan_budget(config: Config, data: LoadedDataset, device: torch.device, seconds: float,
                 log: Callable[[str], None], quiet: bool = True) -> tuple[Config, dict[str, Any], torch.Tensor]:
     """The config for a run of `seconds` of loop time (horizon and image lr chosen as the module says), the plan
@@ -130,84 +155,98 @@ def plan_budget(config: Config, data: LoadedDataset, device: torch.device, secon
                            "data.val_size above 0")
     started = time.perf_counter()
     configured = _configured_steps(config)
-    probe_steps = min(configured, PROBE_STEPS) if configured is not None else None
-    timing = Distiller(_probe_config(config, 1, probe_steps, None), data, device, quiet=True)
+    timing_steps = min(configured, PROBE_STEPS) if configured is not None else None
+    timing = Distiller(_probe_config(config, 1, timing_steps, None), data, device, quiet=True)
     full_steps = configured if configured is not None else timing.method.steps_per_iteration()
     initial = timing.initial_set().images.detach().clone()
     timing.run(initial=initial, final_eval=False)
     per_step, per_round = _step_costs(config, timing.timings, data.info.num_classes)
-    base_lr, factor = timing.image_lr, config.synth.factor
-    calibrate, eval_seconds = config.distill.budget_calibrate, 0.0
-    if calibrate:
+    base_lr = timing.image_lr
+    factor = config.synth.factor
+    per_candidate = CALIBRATION_SHARE * seconds / len(LR_FACTORS)
+
+    reason = None
+    if not config.distill.budget_calibrate:
+        reason = "distill.budget_calibrate is false"
+    elif _probe_length(config, per_step, per_round, per_candidate, full_steps)[2] < MIN_PROBE_STEPS:
+        reason = f"a probe could not take {MIN_PROBE_STEPS} inner steps within its share of the budget"
+    probe = None
+    if reason is None:
         t0 = time.perf_counter()
         initial_score = _score(config, data, device, initial, factor, timing.method.eval_preprocess(),
                                timing.method.eval_lr())
         eval_seconds = time.perf_counter() - t0
+        probe_steps, probe_iterations, total = _probe_length(config, per_step, per_round,
+                                                             per_candidate - eval_seconds, full_steps)
+        if total < MIN_PROBE_STEPS:
+            reason = (f"a probe could not take {MIN_PROBE_STEPS} inner steps within its share of the budget "
+                      f"once scored ({eval_seconds:.0f} s a score)")
+        else:
+            probe = _calibrate(config, data, device, initial, base_lr, probe_steps, probe_iterations, log)
+            probe["initial_val_mean"] = initial_score
+            per_step, per_round = probe.pop("costs")          # re-timed from the probes' own inner steps
+    if probe is not None:
+        lr, choice = probe["best"]["lr"], "validation probes"
+    else:
+        multiple = 1.0 if not config.distill.budget_calibrate else UNCALIBRATED_MULTIPLE
+        lr, choice = base_lr * multiple, f"x{multiple:g}: {reason}"
+    return (*_planned(config, seconds, started, full_steps, per_step, per_round, base_lr, lr, choice, probe, log),
+            initial)
 
-    # an outer iteration must fit one probe's share of the budget: the loop then runs outer iterations of the
-    # probes' length, with or without the probes (so that distill.budget_calibrate changes the rate only)
-    share = CALIBRATION_SHARE * seconds / len(LR_FACTORS) - eval_seconds
-    steps = full_steps
-    if config.match.method in INNER_STEPS:
-        while steps > 1 and _outer_seconds(config, per_step, per_round, steps) > share:
-            steps -= 1
-    outer_seconds = _outer_seconds(config, per_step, per_round, steps)
-    probe_iterations = max(1, int(share // outer_seconds)) if share > 0 else 1
-    if not calibrate:
-        return (*_planned(config, seconds, started, steps, outer_seconds, base_lr, None, log), initial)
 
-    candidates, measured = [], []
+def _calibrate(config: Config, data: LoadedDataset, device: torch.device, initial: torch.Tensor, base_lr: float,
+               steps: int, iterations: int, log: Callable[[str], None]) -> dict[str, Any]:
+    """Distill from `initial` at each candidate rate for the same probe length and score each on validation."""
+    inner = config.match.method in INNER_STEPS
+    candidates, costs = [], []
     for multiple in LR_FACTORS:
         lr = base_lr * multiple
-        probe = Distiller(_probe_config(config, probe_iterations, steps if config.match.method in INNER_STEPS
-                                        else None, lr), data, device, quiet=True)
+        probe = Distiller(_probe_config(config, iterations, steps if inner else None, lr), data, device, quiet=True)
         try:
             images = probe.run(initial=initial, final_eval=False).images
-            t = probe.timings
-            measured.append((t.select + t.match + t.network) / max(1, probe_iterations))
-            score = _score(config, data, device, images, factor, probe.method.eval_preprocess(),
+            costs.append(_step_costs(config, probe.timings, data.info.num_classes))
+            score = _score(config, data, device, images, config.synth.factor, probe.method.eval_preprocess(),
                            probe.method.eval_lr())
         except DreamddError as error:        # a rate so large the loss diverges: out of the running
-            score, images = float("nan"), None
+            score = float("nan")
             log(f"budget: image lr {lr:.3g} diverged in its probe ({error})")
         candidates.append({"lr": lr, "multiple": multiple, "val_mean": score})
     finite = [c for c in candidates if not math.isnan(c["val_mean"])]
     if not finite:
         raise DreamddError("every image lr of the budget's probes diverged; set synth.lr by hand")
     best = max(finite, key=lambda c: (c["val_mean"], -c["lr"]))
-    outer_seconds = sum(measured) / len(measured)     # the probes ran the loop's own outer iterations: re-timed
-    probe = {"iterations": probe_iterations, "inner_steps": steps, "eval_epochs": PROBE_EVAL_EPOCHS,
-             "split": "validation", "initial_val_mean": initial_score, "candidates": candidates, "best": best}
-    return (*_planned(config, seconds, started, steps, outer_seconds, base_lr, probe, log), initial)
+    costs_mean = (sum(c[0] for c in costs) / len(costs), sum(c[1] for c in costs) / len(costs))
+    return {"inner_steps": steps, "iterations": iterations, "eval_epochs": PROBE_EVAL_EPOCHS, "split": "validation",
+            "candidates": candidates, "best": best, "costs": costs_mean}
 
 
-def _planned(config: Config, seconds: float, started: float, steps: int, outer_seconds: float,
-             base_lr: float, probe: dict[str, Any] | None,
+def _planned(config: Config, seconds: float, started: float, full_steps: int, per_step: float, per_round: float,
+             base_lr: float, lr: float, choice: str, probe: dict[str, Any] | None,
              log: Callable[[str], None]) -> tuple[Config, dict[str, Any]]:
-    """The config and plan for the loop: what is left of the budget after the probes, in outer iterations of
-    `steps` inner steps, at the probes' best rate (probe None: the preset's rate, distill.budget_calibrate off)."""
+    """The config and plan for the loop: what is left of the budget after the probes, in outer iterations of the
+    preset's length (shortened only when not even one fits what is left), at image lr `lr`."""
     inner = config.match.method in INNER_STEPS
     spent = time.perf_counter() - started
     loop_seconds = max(0.0, seconds - spent)
+    steps = _affordable_steps(config, per_step, per_round, loop_seconds, full_steps) if inner else full_steps
+    outer_seconds = _outer_seconds(config, per_step, per_round, steps)
     iterations = max(1, int(loop_seconds // outer_seconds))
-    lr = probe["best"]["lr"] if probe else base_lr
     planned = _with_steps(config, steps if inner else None)
     planned.synth.lr = lr
     planned.distill.iterations = iterations
     planned.distill.max_minutes = loop_seconds / 60
     planned.distill.budget_minutes = seconds / 60
     plan = {"budget_seconds": seconds, "probe_seconds": spent, "loop_seconds": loop_seconds,
-            "inner_steps": steps, "seconds_per_outer_iteration": outer_seconds,
-            "iterations": iterations, "paper_lr": base_lr, "lr": lr,
-            "lr_choice": "validation probes" if probe else "the preset's (distill.budget_calibrate false)",
-            "probe": probe, "evaluation": "on top of the budget"}
+            "seconds_per_inner_step": per_step, "seconds_per_selection_round": per_round, "inner_steps": steps,
+            "seconds_per_outer_iteration": outer_seconds, "iterations": iterations, "paper_lr": base_lr, "lr": lr,
+            "lr_choice": choice, "probe": probe, "evaluation": "on top of the budget"}
     if probe:
         chosen = (f"image lr {lr:.3g} = {probe['best']['multiple']:g} x the preset's {base_lr:.3g}, chosen on the "
-                  f"validation split after {probe['iterations']} probe iteration(s) (initial set "
-                  f"{probe['initial_val_mean']:.2f}; "
+                  f"validation split after probes of {probe['inner_steps'] * probe['iterations']} inner steps "
+                  f"(initial set {probe['initial_val_mean']:.2f}; "
                   + ", ".join(f"x{c['multiple']:g}: {c['val_mean']:.2f}" for c in probe["candidates"]) + ")")
     else:
-        chosen = f"the preset's image lr {lr:.3g} (distill.budget_calibrate false: no probes)"
+        chosen = f"image lr {lr:.3g} = {choice} (the preset's is {base_lr:.3g}; no probes)"
     log(f"budget {seconds / 60:.1f} min: probes took {spent / 60:.1f} min; the loop gets {loop_seconds / 60:.1f} "
         f"min = {iterations} outer iterations of {steps} inner steps ({outer_seconds:.1f} s each, measured); "
         f"{chosen}; the final evaluation comes on top of the budget")
