@@ -8,12 +8,12 @@ import torch
 
 import dreamdd
 from dreamdd.api import load_data
-from dreamdd.artifact import learned_eval_settings, load_distilled
+from dreamdd.artifact import load_distilled
 from dreamdd.cli import main
 from dreamdd.config import resolve
 from dreamdd.engine.distiller import Distiller
 from dreamdd.experts import ExpertBuffer, experts
-from dreamdd.methods import dc_loops, list_methods
+from dreamdd.methods import dc_loops, learned_eval_settings, list_methods
 from dreamdd.synthetic import SyntheticSet
 
 from conftest import TINY
@@ -111,7 +111,7 @@ def test_mtt_artifact_holds_learned_lr_and_zca_and_evaluation_uses_them(tmp_path
     evaluation = distilled.metadata["evaluation"]
     assert evaluation["recipe"]["learned_lr"] is True and evaluation["protocol"].startswith("mtt")
     assert evaluation["runs"][0]["lr"] == pytest.approx(lr)        # MTT's protocol trains with the learned rate
-    learned_lr, preprocess = learned_eval_settings(distilled)
+    learned_lr, preprocess = learned_eval_settings("mtt", distilled.extra)
     assert learned_lr == pytest.approx(lr) and preprocess is not None
     again = dreamdd.evaluate(result.path, repeats=1, epochs=2)
     assert again["runs"][0]["lr"] == pytest.approx(lr) and again["test_mean"] == again["runs"][0]["test_acc"]

@@ -9,8 +9,7 @@ from typing import Any, Sequence
 import yaml
 
 from . import data as datasets
-from .artifact import (Distilled, artifact_problem, learned_eval_settings, load_distilled,
-                       save_distilled)
+from .artifact import Distilled, artifact_problem, load_distilled, save_distilled
 from .config import (OWN_DATA_PRESET, Config, deep_update, dump_yaml, fingerprint, model_options, resolve,
                      validate)
 from .devices import resolve_device
@@ -19,6 +18,7 @@ from .budget import parse_duration, plan_budget
 from .coreset import feature_network, select_coreset
 from .errors import DreamddError
 from .evaluation import BankTrainingSet, Evaluator, evaluation_network, resolve_recipe
+from .methods import learned_eval_settings
 from .plots import save_grid
 from .io.names import BUDGET, CONFIG, GRID, REQUEST, TENSORS
 from .io.run import RunSession
@@ -228,7 +228,8 @@ def evaluate_models(source: str | os.PathLike | Distilled, models: Sequence[str 
     dm, mtt: dreamdd.protocols)."""
     distilled, data, recipe = _prepare(source, dataset, mean, std, factor, data_root, overrides, protocol)
     images, labels = distilled.decoded()
-    learned_lr, preprocess = learned_eval_settings(distilled)   # MTT: its learned lr and ZCA whitening
+    # what the set's method learned that its evaluation must use (MTT: its learned lr and ZCA whitening)
+    learned_lr, preprocess = learned_eval_settings(distilled.metadata.get("method"), distilled.extra)
     evaluator = Evaluator(data, recipe, resolve_device(device), seed, learned_lr=learned_lr, preprocess=preprocess,
                           workers=workers, quiet=quiet)
     distilled_with = distilled.metadata.get("model", {"name": "convnet"})

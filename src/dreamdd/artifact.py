@@ -143,14 +143,3 @@ def load_distilled(path: str | os.PathLike) -> Distilled:
     _check_tensors(tensors, metadata, tensor_file)
     extra = {k: v for k, v in tensors.items() if k not in ("images", "labels")}
     return Distilled(tensors["images"], tensors["labels"], metadata, extra)
-
-
-def learned_eval_settings(distilled: Distilled) -> tuple[float | None, torch.nn.Module | None]:
-    """What the artifact's method learned or fixed that evaluation must use: a learning rate ('lr', MTT) and an
-    input transform (ZCA whitening: 'zca_mean' and 'zca_matrix'); None where absent."""
-    lr = float(distilled.extra["lr"].reshape(-1)[0]) if "lr" in distilled.extra else None
-    preprocess = None
-    if "zca_matrix" in distilled.extra and "zca_mean" in distilled.extra:
-        from .zca import ZCA
-        preprocess = ZCA(distilled.extra["zca_mean"].float(), distilled.extra["zca_matrix"].float())
-    return lr, preprocess

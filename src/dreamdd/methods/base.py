@@ -81,6 +81,12 @@ class Method:
         """A learning rate the evaluation networks must use instead of eval.lr (MTT's learned one), or None."""
         return None
 
+    @classmethod
+    def eval_settings_from(cls, extra: dict[str, torch.Tensor]) -> tuple[float | None, nn.Module | None]:
+        """eval_lr() and eval_preprocess() of a set this method distilled, from its artifact's extra tensors
+        (artifact_tensors()): what the method learned or fixed that evaluation must use; none by default."""
+        return None, None
+
     def eval_preprocess(self) -> nn.Module | None:
         """A fixed input transform applied before every evaluation network (MTT's ZCA whitening), or None."""
         return None
@@ -93,3 +99,11 @@ def create_method(name: str, ctx: MethodContext) -> Method:
 
 def list_methods() -> list[str]:
     return METHODS.names()
+
+
+def learned_eval_settings(method: str | None, extra: dict[str, torch.Tensor]
+                          ) -> tuple[float | None, nn.Module | None]:
+    """The learning rate and input transform that evaluating a set distilled by `method` must use (the method
+    owns them: MTT's learned rate and ZCA whitening); (None, None) for other methods and other sources."""
+    owner = METHODS[method] if method in METHODS else Method
+    return owner.eval_settings_from(extra)

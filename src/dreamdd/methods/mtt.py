@@ -23,7 +23,7 @@ from ..image_optimizer import Preconditioner, zca_preconditioner
 from ..experts import ExpertBuffer, zca_for
 from ..synthetic import decode
 from ..training import make_augment
-from ..zca import Preprocessed
+from ..zca import ZCA, Preprocessed
 from .base import Method
 
 
@@ -148,3 +148,13 @@ class MTT(Method):
 
     def eval_preprocess(self) -> nn.Module | None:
         return self.zca
+
+    @classmethod
+    def eval_settings_from(cls, extra: dict[str, torch.Tensor]) -> tuple[float | None, nn.Module | None]:
+        """The learned rate ('lr') and the ZCA whitening ('zca_mean', 'zca_matrix') that artifact_tensors() wrote;
+        None where absent."""
+        lr = float(extra["lr"].reshape(-1)[0]) if "lr" in extra else None
+        preprocess = None
+        if "zca_matrix" in extra and "zca_mean" in extra:
+            preprocess = ZCA(extra["zca_mean"].float(), extra["zca_matrix"].float())
+        return lr, preprocess
