@@ -52,12 +52,16 @@ def protocol_settings(name: str) -> dict[str, Any]:
     return dict(PROTOCOLS[name])
 
 
+# The learning-rate schedules: (fractions of the epochs after which the lr is multiplied, the factor).
+IDC_SCHEDULE = ((2, 3), (5, 6)), 0.2      # IDC's train.py: x0.2 at 2/3 and 5/6 of the epochs
+HALF_SCHEDULE = ((1, 2),), 0.1            # DC, DSA, DM and MTT: x0.1 at half of the epochs
+
+
 def lr_milestones(schedule: str, epochs: int) -> tuple[list[int], float]:
     """(epochs after which the lr is multiplied, the factor) of a named schedule."""
-    if schedule == "idc":
-        return sorted({max(1, epochs * 2 // 3), max(1, epochs * 5 // 6)}), 0.2
-    if schedule == "half":
-        return [max(1, epochs // 2)], 0.1
+    if schedule in ("idc", "half"):
+        fractions, gamma = IDC_SCHEDULE if schedule == "idc" else HALF_SCHEDULE
+        return sorted({max(1, epochs * num // den) for num, den in fractions}), gamma
     raise DreamddError(f"unknown lr schedule {schedule!r}; use one of {', '.join(SCHEDULES)}")
 
 

@@ -40,9 +40,12 @@ def train_step(net: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor
     return float(loss.detach())
 
 
+ACCURACY_CHUNK = 1000     # test images per forward pass when measuring accuracy (memory, not results)
+
+
 @torch.no_grad()
 def accuracy(net: nn.Module, batches: Callable[[torch.Tensor], torch.Tensor], labels: torch.Tensor,
-             chunk: int = 1000) -> float:
+             chunk: int = ACCURACY_CHUNK) -> float:
     """Top-1 accuracy (%) over a split; `batches(indices)` gives the normalized images of those indices."""
     if len(labels) == 0:
         return float("nan")

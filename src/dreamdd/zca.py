@@ -8,9 +8,12 @@ import torch
 from torch import nn
 
 
+FIT_CHUNK = 2048     # images per step of the covariance sum (memory only: it is accumulated in float64)
+
+
 @torch.no_grad()
 def fit_zca(images_fn: Callable[[torch.Tensor], torch.Tensor], count: int, eps: float = 0.1,
-            chunk: int = 2048) -> tuple[torch.Tensor, torch.Tensor]:
+            chunk: int = FIT_CHUNK) -> tuple[torch.Tensor, torch.Tensor]:
     """(mean (D,), matrix (D, D)) of the ZCA transform x -> (x - mean) @ matrix, fitted on `count` images that
     images_fn(indices) returns (normalized), accumulated in float64 chunks: covariance / (N - 1), eigen-
     decomposition, U diag(1 / sqrt(S + eps)) U^T."""

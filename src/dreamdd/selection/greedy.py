@@ -6,7 +6,7 @@ from torch import nn
 
 from .base import ImagesFn, Selector
 from .kmeans import squared_distances
-from .representative import embed_images
+from .representative import EMBED_CHUNK, embed_images
 
 
 def herding_order(features: torch.Tensor, n: int) -> torch.Tensor:
@@ -39,7 +39,7 @@ def kcenter_order(features: torch.Tensor, n: int, first: int) -> torch.Tensor:
 class EmbeddingOrderSelector(Selector):
     """Embeds a class's candidates and keeps the first n of an order computed on the features."""
 
-    def __init__(self, chunk_size: int = 512):
+    def __init__(self, chunk_size: int = EMBED_CHUNK):
         self.chunk_size = chunk_size
 
     def order(self, features: torch.Tensor, n: int, generator: torch.Generator) -> torch.Tensor:

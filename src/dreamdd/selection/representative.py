@@ -19,6 +19,9 @@ from .base import ImagesFn, Selector, random_subset
 from .kmeans import INITS, kmeans, nearest_to_centroids
 
 
+EMBED_CHUNK = 512    # images per forward pass of the embedding (the paper-faithful size: speed-selection.json)
+
+
 def embed_images(net: nn.Module, images_fn: ImagesFn, indices: torch.Tensor, chunk_size: int) -> torch.Tensor:
     """(len(indices), d) float features from net.embed, in chunks (bounded memory), without autograd.
 
@@ -70,7 +73,7 @@ class RepresentativeSelector(Selector):
     name = "dream"
 
     def __init__(self, per_cluster: int = 1, interval: int = 10, pool_size: int | None = None,
-                 kmeans_init: str = "kmeans++", max_iter: int = 100, tol: float = 1e-4, chunk_size: int = 512):
+                 kmeans_init: str = "kmeans++", max_iter: int = 100, tol: float = 1e-4, chunk_size: int = EMBED_CHUNK):
         for key, value in (("per_cluster", per_cluster), ("interval", interval), ("max_iter", max_iter),
                            ("chunk_size", chunk_size), ("pool_size", 1 if pool_size is None else pool_size)):
             if int(value) != value or value < 1:
