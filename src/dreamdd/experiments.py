@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .io import names
-from .io.rundir import RunDir
+from .runs import load_run
 
 Records = list[dict[str, Any]]
 
@@ -34,8 +34,8 @@ def distill_or_continue(out: str | os.PathLike, quiet: bool = True, evaluate: bo
     it is distilled with `settings` (dreamdd.distill's arguments); `evaluate`: the final evaluation too."""
     from . import api
     out = Path(out)
-    summary = RunDir(out).summary()
-    if summary.get("status") == "finished":
+    summary = load_run(out).summary if (out / names.SUMMARY).exists() else None
+    if summary and summary.get("status") == "finished":
         return summary
     if (out / names.CHECKPOINT).exists():
         return api.distill(resume=out, evaluate=evaluate, quiet=quiet).summary
@@ -73,7 +73,7 @@ def evaluate_snapshot(snapshot: str | os.PathLike, repeats: int, epochs: int | N
 def periodic_curve(run: str | os.PathLike) -> dict[int, float]:
     """Outer iteration -> validation accuracy of the run's periodic evaluations (one protocol at every point; the
     final evaluation trains more networks for longer, so it is left out)."""
-    return {int(e["iteration"]): float(e["val_mean"]) for e in RunDir(run).events("eval") if not e.get("final")}
+    return {int(e["iteration"]): float(e["val_mean"]) for e in load_run(run).points("val_mean")}
 
 
 # ---- curves over seeds ---------------------------------------------------------------------------------------
