@@ -319,12 +319,12 @@ _GENERATED = {f"{dataset}-ipc{ipc}": (dataset, ipc) for dataset, ipcs in IPC_PRE
 
 def list_presets() -> dict[str, str]:
     """Preset name -> its first comment line (what it is for)."""
-    out = {name: f"{dataset} at IPC {ipc}, with the settings of the {dataset} preset"
+    out = {name: f"{dataset} at IPC {ipc}, with the settings of {dataset}.yaml (generated)"
            for name, (dataset, ipc) in _GENERATED.items()}
     for path in preset_dir().glob("*.yaml"):
         first = path.read_text().splitlines()[0] if path.read_text() else ""
         out[path.stem] = first.lstrip("# ").strip()
-    return dict(sorted(out.items()))
+    return dict(sorted(out.items(), key=lambda item: f"{item[0]}.yaml"))   # as the files were listed
 
 
 def load_preset(name: str, _seen: tuple[str, ...] = ()) -> dict[str, Any]:
