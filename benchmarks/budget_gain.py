@@ -21,6 +21,7 @@ benchmarks/results/budget-gain-<dataset>-<budget>.json.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import sys
@@ -78,13 +79,20 @@ def main(argv: list[str] | None = None) -> int:
         snaps = sorted((run / "snapshots").iterdir())
         return str(snaps[0]), str(snaps[-1])
 
-    tasks = []
-    for arm in args.arms:
-        first, last = snapshot_paths(runs[arm])
-        tasks += [(evaluate_snapshot, first, args.eval_repeats, args.eval_epochs),
-                  (evaluate_snapshot, last, args.eval_repeats, args.eval_epochs)]
-    print(f"evaluating {len(tasks)} sets", file=sys.stderr, flush=True)
-    scores = run_all(tasks, args.jobs)
+    # identical sets (the dream and paper arms share their initial set) are evaluated once
+    sets = [path for arm in args.arms for path in snapshot_paths(runs[arm])]
+    digest = {path: hashlib.sha256((Path(path) / "distilled.safetensors").read_bytes()).hexdigest()
+              for path in sets}
+    unique = list(dict.fromkeys(digest[path] for path in sets))
+    first = {h: next(path for path in sets if digest[path] == h) for h in unique}
+    print(f"evaluating {len(unique)} distinct sets of {len(sets)}", file=sys.stderr, flush=True)
+    done = dict(zip(unique, run_all([(evaluate_snapshot, first[h], args.eval_repeats, args.eval_epochs)
+                                     for h in unique], args.jobs)))
+    scores = []
+    for path in sets:
+        meta = json.loads((Path(path) / "metadata.json").read_text())
+        scores.append({**done[digest[path]], "iteration": meta["iterations"],
+                       "elapsed_seconds": meta.get("elapsed_seconds", 0.0)})
 
     records = []
     print(f"\n{args.dataset} IPC {args.ipc}, --budget {args.budget}, seed {args.seed} "
