@@ -30,7 +30,7 @@ from typing import Any
 
 from dreamdd.budget import parse_duration
 from dreamdd.config import parse_overrides
-from dreamdd.experiments import distill_or_continue, evaluate_snapshot, machine, run_all, snapshots
+from dreamdd.experiments import distill_or_continue, evaluate_snapshots, machine, run_all, snapshots
 from dreamdd.io.names import BUDGET
 
 HERE = Path(__file__).resolve().parent
@@ -75,14 +75,12 @@ def main(argv: list[str] | None = None) -> int:
     distilled = run_all([(distill_arm, str(runs[arm]), args.dataset, args.ipc, args.seed, args.budget, arm,
                           overrides) for arm in args.arms], len(args.arms))
 
-    tasks = []
+    sets = []
     for arm in args.arms:
-        saved = list(snapshots(runs[arm]).values())        # the initial set and the final one
-        first, last = str(saved[0]), str(saved[-1])
-        tasks += [(evaluate_snapshot, first, args.eval_repeats, args.eval_epochs),
-                  (evaluate_snapshot, last, args.eval_repeats, args.eval_epochs)]
-    print(f"evaluating {len(tasks)} sets", file=sys.stderr, flush=True)
-    scores = run_all(tasks, args.jobs)
+        saved = list(snapshots(runs[arm]).values())          # the initial set and the final one
+        sets += [str(saved[0]), str(saved[-1])]
+    print(f"evaluating {len(sets)} sets (identical ones once)", file=sys.stderr, flush=True)
+    scores = evaluate_snapshots(sets, args.eval_repeats, args.eval_epochs, args.jobs)
 
     records = []
     print(f"\n{args.dataset} IPC {args.ipc}, --budget {args.budget}, seed {args.seed} "

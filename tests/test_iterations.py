@@ -65,3 +65,20 @@ def test_an_arm_whose_initial_set_already_reaches_is_flagged_without_a_ratio():
     arm = bench.summarize({"random": random, "early": early})["arms"]["early"]
     assert arm["iterations_to_target"] == 0 and arm["reached_by_initial_set"]
     assert arm["ratio_vs_random_horizon"] is None and arm["time_ratio_vs_random_reach"] is None
+
+
+def test_identical_snapshots_are_evaluated_once(tmp_path, tiny, monkeypatch):
+    import shutil
+
+    import dreamdd
+    run = dreamdd.distill("digits", 1, out=tmp_path / "run", quiet=True, evaluate=False,
+                          overrides=tiny(distill={"iterations": 1, "snapshot_every": 1}))
+    first, last = (str(s) for s in bench.snapshots(run.path).values())
+    twin = tmp_path / "twin"
+    shutil.copytree(first, twin)                   # another arm's copy of the same initial set
+    calls = []
+    real = bench.evaluate_snapshot
+    monkeypatch.setattr(bench, "evaluate_snapshot", lambda *args: calls.append(args[0]) or real(*args))
+    records = bench.evaluate_snapshots([first, last, str(twin)], repeats=1, epochs=1, jobs=1)
+    assert calls == [first, last]
+    assert records[2]["test_mean"] == records[0]["test_mean"] and [r["iteration"] for r in records] == [0, 1, 0]

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .io import names
+from .io.rundir import sha256_file
 from .runs import load_run
 
 Records = list[dict[str, Any]]
@@ -68,6 +69,22 @@ def evaluate_snapshot(snapshot: str | os.PathLike, repeats: int, epochs: int | N
               "epochs": result["epochs"], "repeats": result["repeats"]}
     cache.write_text(json.dumps(record, indent=1) + "\n")
     return record
+
+
+def evaluate_snapshots(snapshots: list[str], repeats: int, epochs: int | None, jobs: int) -> list[dict[str, Any]]:
+    """evaluate_snapshot of each, in `jobs` processes, with identical sets (the same tensors, e.g. two arms'
+    common initial set) evaluated once; each record keeps its own snapshot's iteration and elapsed seconds."""
+    digest = {path: sha256_file(Path(path) / names.TENSORS) for path in snapshots}
+    first = {}
+    for path in snapshots:
+        first.setdefault(digest[path], path)
+    done = dict(zip(first, run_all([(evaluate_snapshot, path, repeats, epochs) for path in first.values()], jobs)))
+    records = []
+    for path in snapshots:
+        meta = json.loads((Path(path) / names.METADATA).read_text())
+        records.append({**done[digest[path]], "iteration": meta["iterations"],
+                        "elapsed_seconds": meta.get("elapsed_seconds", 0.0)})
+    return records
 
 
 def periodic_curve(run: str | os.PathLike) -> dict[int, float]:
