@@ -43,7 +43,10 @@ def scored(monkeypatch):
 
 def test_budget_plans_the_run_and_chooses_the_lr_on_validation_only(tmp_path, monkeypatch, scored):
     monkeypatch.setattr(budget, "PROBE_EVAL_EPOCHS", 2)
-    monkeypatch.setattr(budget, "MIN_PROBE_STEPS", 1)      # an 8-second budget holds probes of a step or two
+    # probes of one outer iteration of 2 inner steps, whatever this machine's speed: whether probes fit the
+    # budget is the planner's unit test below; here, what they do
+    monkeypatch.setattr(budget, "MIN_PROBE_STEPS", 1)
+    monkeypatch.setattr(budget, "_probe_length", lambda *args: (2, 1, 2))
     result = dreamdd.distill("digits", 1, out=tmp_path / "run", quiet=True, budget="8s", overrides=TINY)
     plan = json.loads((result.path / "budget.json").read_text())
     # the initial set and each candidate on validation only; the test split once, by the run's final evaluation
@@ -98,6 +101,17 @@ def test_outer_iteration_time_counts_a_selection_round_per_interval_and_per_fres
     config.select.selector = "random"        # no rounds: selection is part of each step
     per_step, per_round = budget._step_costs(config, timings, num_classes=10)
     assert per_step == pytest.approx(3.0) and per_round == 0.0
+
+
+def test_a_probe_takes_the_longest_outer_iterations_that_fit_its_share():
+    from dreamdd.config import Config
+    config = Config()
+    config.select.selector, config.select.interval, config.match.method = "dream", 10, "idc"
+    # 1 s a step, 6 s a selection round: 10 steps (16 s) fit 20 s, 11 steps (23 s) do not
+    assert budget._probe_length(config, 1.0, 6.0, 20.0, 100) == (10, 1, 10)
+    assert budget._probe_length(config, 1.0, 6.0, 5.0, 100) == (1, 0, 0)      # not even one step fits
+    config.match.method = "dm"                # one step an outer iteration, a round every 10 of them
+    assert budget._probe_length(config, 1.0, 6.0, 16.5, 1) == (1, 10, 10)
 
 
 def test_budget_with_resume_is_refused(tmp_path, capsys):
