@@ -55,6 +55,7 @@ def compare(name: str, fp32_fn: Callable[[], Any], bf16_fn: Callable[[], Any], r
 
 def main(argv: list[str] | None = None) -> int:
     from dreamdd import data as datasets
+    from dreamdd.experiments import machine
     from dreamdd.methods.gradient import GradientMatching
     from dreamdd.models import create_model
     from dreamdd.precision import autocast
@@ -164,13 +165,8 @@ def main(argv: list[str] | None = None) -> int:
 
     out = Path(args.out) if args.out else HERE / "results" / f"precision-{args.dataset}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    import os
-    import platform
     out.write_text(json.dumps({"dataset": args.dataset, "width": args.width, "threads": args.threads,
-                               "repeats": args.repeats, "places": results,
-                               "machine": {"cpus": os.cpu_count(), "torch": torch.__version__,
-                                           "python": platform.python_version(),
-                                           "load_average": list(os.getloadavg())}}, indent=1) + "\n")
+                               "repeats": args.repeats, "places": results, "machine": machine()}, indent=1) + "\n")
     print(f"written {out}")
     return 0
 
