@@ -37,6 +37,7 @@ from .engine.distiller import Distiller
 from .errors import DreamddError
 from .evaluation import Evaluator
 from .methods import dc_loops
+from .registry import METHODS
 from .synthetic import SyntheticSet
 from .engine.timing import Timings
 
@@ -118,10 +119,11 @@ def _step_costs(config: Config, t: Timings, num_classes: int) -> tuple[float, fl
 
 
 def _outer_seconds(config: Config, per_step: float, per_round: float, steps: int) -> float:
-    """Seconds of an outer iteration of `steps` inner steps. DREAM re-clusters every select.interval steps; the
-    methods with inner steps start each outer iteration with a fresh network and so a fresh round."""
+    """Seconds of an outer iteration of `steps` inner steps. DREAM re-clusters every select.interval steps, and
+    afresh at each outer iteration for the methods that say so (Method.reselects_every_iteration)."""
     interval = config.select.interval
-    rounds = math.ceil(steps / interval) if config.match.method in INNER_STEPS else steps / interval
+    fresh = METHODS.get(config.match.method).reselects_every_iteration
+    rounds = math.ceil(steps / interval) if fresh else steps / interval
     return per_step * steps + per_round * rounds
 
 
