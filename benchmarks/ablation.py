@@ -11,7 +11,9 @@ DREAM's 128; presets/idc.yaml). The JSON and the printed table name the baseline
 the combination's validation accuracy (mean over seeds) reaches the baseline's last periodic validation accuracy;
 every point of these curves uses the same protocol (distill.eval_repeats networks, distill.eval_epochs epochs), and
 the test split is touched once per run, by the final evaluation, which gives the Top-1 column. Finished runs found
-in --runs are read, not repeated, so a table can be re-summarized. Writes JSON to
+in --runs are read, not repeated, so a table can be re-summarized. With --reuse FILE, the rows of an earlier
+result of the same settings (method, dataset, IPC, preset, baseline, iterations, overrides) and the same seeds are
+taken from it rather than re-run, so arms can be added to a table whose run folders are gone. Writes JSON to
 benchmarks/results/ablation-<method>-<dataset>-ipc<N>.json.
 """
 from __future__ import annotations
@@ -58,6 +60,8 @@ def main(argv=None) -> int:
                    help="which combinations to run (default: all four; the baseline always runs)")
     p.add_argument("--out", help="JSON result file "
                                  "(default: benchmarks/results/ablation-<method>-<dataset>-ipc<N>.json)")
+    p.add_argument("--reuse", metavar="FILE",
+                   help="an earlier result JSON: its rows of the same settings and seeds are kept, not re-run")
     p.add_argument("--device", default=None)
     args = p.parse_args(argv)
 
@@ -70,9 +74,18 @@ def main(argv=None) -> int:
     if args.baseline == "idc" and args.method != "idc":
         p.error("--baseline idc is IDC's own baseline; use it with --method idc")
     runs_dir = Path(args.runs) if args.runs else Path(tempfile.mkdtemp(prefix="dreamdd-ablation-"))
+    baseline = (f"IDC's own baseline (random batches of {IDC_BATCH_REAL} real images per class)"
+                if args.baseline == "idc" else "random selection with the method's settings")
+    settings = {"method": args.method, "dataset": args.dataset, "ipc": args.ipc, "preset": preset,
+                "baseline": baseline, "iterations": args.iterations, "seeds": args.seeds, "overrides": overrides}
+    reusable = reusable_rows(Path(args.reuse), settings) if args.reuse else {}
     rows, started = [], time.time()
-    arms = [ARMS[a] for a in ARMS if a in args.arms or a == "baseline"]
+    arms = [ARMS[a] for a in ARMS if a in args.arms or a == "baseline" or ARMS[a] in reusable]
     for selector, init in arms:
+        if (selector, init) in reusable:
+            rows.append(reusable[(selector, init)])
+            print(f"  {args.method} selector={selector} init={init}: kept from {args.reuse}", file=sys.stderr)
+            continue
         results, curves = [], []
         arm_overrides = overrides
         if args.baseline == "idc" and (selector, init) == COMBINATIONS[0]:
@@ -109,8 +122,6 @@ def main(argv=None) -> int:
         row["iterations_to_baseline"] = iterations_to_reach(
             [(int(it), acc) for it, acc in row["val_curve"].items()], target)
 
-    baseline = (f"IDC's own baseline (random batches of {IDC_BATCH_REAL} real images per class)"
-                if args.baseline == "idc" else "random selection with the method's settings")
     print(f"\nbaseline: {baseline}; evaluation protocol {rows[0]['protocol']}")
     print(f"{args.dataset}, IPC {args.ipc}, {args.iterations} iterations, seeds {args.seeds}"
           f" (Iter: first periodic evaluation reaching the baseline's last periodic validation accuracy {target:.2f})")
@@ -126,14 +137,22 @@ def main(argv=None) -> int:
     name = f"ablation-{args.method}-{Path(args.dataset).stem}-ipc{args.ipc}.json"
     out = Path(args.out) if args.out else HERE / "results" / name
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"method": args.method, "dataset": args.dataset, "ipc": args.ipc, "preset": preset,
-                               "baseline": baseline,
-                               "iterations": args.iterations, "seeds": args.seeds, "overrides": overrides,
-                               "baseline_val_final": target, "rows": rows, "wall_seconds": time.time() - started,
+    out.write_text(json.dumps({**settings, "baseline_val_final": target, "rows": rows, "wall_seconds": time.time() - started,
                                "torch": torch.__version__, "python": platform.python_version(),
                                "runs": str(runs_dir)}, indent=2) + "\n")
     print(f"written {out}")
     return 0
+
+
+def reusable_rows(path: Path, settings: dict) -> dict:
+    """The rows of an earlier result that were run with exactly these settings and seeds, by (selector, init);
+    none when any setting differs (a row of other settings would not be comparable)."""
+    earlier = json.loads(path.read_text())
+    if any(earlier.get(key) != value for key, value in settings.items()):
+        differing = [key for key, value in settings.items() if earlier.get(key) != value]
+        print(f"  {path}: not reused, its {', '.join(differing)} differ", file=sys.stderr)
+        return {}
+    return {(row["selector"], row["init"]): row for row in earlier["rows"]}
 
 
 if __name__ == "__main__":

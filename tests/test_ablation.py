@@ -40,3 +40,26 @@ def test_ablation_names_its_baseline_and_runs_idcs_own_with_64_real_images(bench
     both_config = (tmp_path / "runs" / "idc-dream-representative-s0" / "config.yaml").read_text()
     assert "batch_real: 8" in both_config
     assert "IDC's own baseline" in done.stdout
+
+
+def test_ablation_keeps_the_rows_of_an_earlier_result_with_the_same_settings(benchmark, tiny_set, tmp_path):
+    tiny = [*tiny_set, "--set", "eval.epochs=2", "--set", "eval.repeats=1"]
+    common = ["--method", "idc", "--dataset", "digits", "--ipc", "1", "--seeds", "0", "--iterations", "1",
+              "--eval-epochs", "1", *tiny]
+    first = tmp_path / "first.json"
+    benchmark("ablation", *common, "--arms", "both", "--runs", str(tmp_path / "runs1"), "--out", str(first))
+    second = tmp_path / "second.json"
+    done = benchmark("ablation", *common, "--arms", "matching", "--runs", str(tmp_path / "runs2"),
+                     "--out", str(second), "--reuse", str(first))
+    earlier, rows = json.loads(first.read_text())["rows"], json.loads(second.read_text())["rows"]
+    assert [(r["selector"], r["init"]) for r in rows] == [("random", "real"), ("dream", "real"),
+                                                          ("dream", "representative")]
+    assert rows[0] == earlier[0] and rows[2] == earlier[1]        # kept as they were, not re-run
+    assert sorted(p.name for p in (tmp_path / "runs2").iterdir()) == ["idc-dream-real-s0"]
+    assert "kept from" in done.stderr
+    # other settings: nothing is kept, the baseline runs again
+    third = tmp_path / "third.json"
+    done = benchmark("ablation", *common, "--arms", "matching", "--runs", str(tmp_path / "runs3"),
+                     "--out", str(third), "--reuse", str(first), "--set", "match.batch_real=4")
+    assert "not reused, its overrides differ" in done.stderr
+    assert len(json.loads(third.read_text())["rows"]) == 2
