@@ -96,7 +96,7 @@ def test_a_bf16_run_runs_bf16_kernels_where_promised_and_fp32_elsewhere(tmp_path
     assert conv_dtypes["matching"] == bf16
     assert conv_dtypes["network update"] == bf16
     assert conv_dtypes["evaluation training"] == bf16
-    assert conv_dtypes["selection embedding"] == fp32          # measured slower in bf16 on this CPU: stays fp32
+    assert conv_dtypes["selection embedding"] == bf16
     assert conv_dtypes["accuracy pass"] == bf16 | fp32          # validation in bf16, the test passes in fp32
     assert yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())["precision"] == "bf16"
 
@@ -110,8 +110,7 @@ def test_an_fp32_run_has_no_bf16_kernel(tmp_path, conv_dtypes):
 def test_dm_and_dsa_match_in_bf16(tmp_path, conv_dtypes, method):
     dreamdd.distill("digits", 1, out=tmp_path / "run", quiet=True, precision="bf16", method=method,
                     evaluate=False, overrides=tiny_settings(distill={"iterations": 1}))
-    dtypes = set().union(*(d for place, d in conv_dtypes.items() if place != "selection embedding"))
-    assert dtypes == {torch.bfloat16}
+    assert set().union(*conv_dtypes.values()) == {torch.bfloat16}
 
 
 def test_auto_is_resolved_when_the_run_is_created(tmp_path, monkeypatch):
@@ -158,3 +157,16 @@ def test_the_artifact_names_the_precision_it_was_distilled_in(tmp_path):
     dreamdd.distill("digits", 1, out=tmp_path / "run", quiet=True, precision="bf16", evaluate=False,
                     overrides=tiny_settings(distill={"iterations": 0}))
     assert load_distilled(tmp_path / "run").metadata["precision"] == "bf16"
+
+
+def test_kmeans_runs_in_fp32_on_bf16_features(monkeypatch):
+    from dreamdd.selection import representative
+    seen = []
+    original = representative.kmeans
+    monkeypatch.setattr(representative, "kmeans", lambda x, *a, **k: seen.append(x.dtype) or original(x, *a, **k))
+    net = dreamdd.models.create_model("convnet", num_classes=2, channels=1, image_size=(8, 8), width=4, depth=1)
+    images = torch.rand(30, 1, 8, 8)
+    selector = representative.RepresentativeSelector(precision="bf16")
+    chosen = selector.select(0, torch.arange(30), 3, net=net, images_fn=lambda idx: images[idx],
+                             generator=torch.Generator().manual_seed(0))
+    assert seen == [torch.float32] and len(chosen) == 3
