@@ -6,10 +6,12 @@ faster it runs.
 
 On real images of the dataset's training split, with a fresh ConvNet-3 (the papers' width 128 by default):
   match      one IDC gradient-matching step of one class (128 real images, 40 decoded synthetic images from
-             IPC 10 at factor 2, conv weights, mse, double backward): cosine of the image gradient to fp32
-  network    one SGD step of the network on 128 real images (forward, cross-entropy, backward, step): relative
-             difference of the loss
-  embed      the selection embedding of 512 images (no autograd): mean cosine of each image's feature to fp32
+             IPC 10 at factor 2, conv weights, mse, double backward; methods.gradient.GradientMatching): cosine
+             of the image gradient to fp32
+  network    one SGD step of the network on 128 real images (training.train_step: forward, cross-entropy,
+             backward, step): relative difference of the loss
+  embed      the selection embedding of 512 images (selection.embed_images, no autograd): mean cosine of each
+             image's feature to fp32
   kmeans     DREAM's picks on 1,000 images per class (fp32 k-means on the embeddings of each precision, the same
              seed): share of the picks that agree, over 10 classes
 Each timed place alternates fp32 and bf16 --repeats times after a warm-up and reports medians and their ratio.
@@ -58,11 +60,11 @@ def main(argv: list[str] | None = None) -> int:
     from dreamdd.experiments import machine
     from dreamdd.methods.gradient import GradientMatching
     from dreamdd.models import create_model
-    from dreamdd.precision import autocast
     from dreamdd.seeding import generator
     from dreamdd.selection.kmeans import kmeans, nearest_to_centroids
     from dreamdd.selection.representative import embed_images
     from dreamdd.synthetic import decode
+    from dreamdd.training import train_step
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--dataset", default="cifar10")
@@ -87,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, Any] = {}
 
     # match: the image gradient of one gradient-matching step
-    method = GradientMatching("mse", "conv")
+    methods = {precision: GradientMatching("mse", "conv", precision) for precision in ("fp32", "bf16")}
     x_real, y_real = real(0, 128), torch.zeros(128, dtype=torch.long)
     stored = bank.batch(bank.class_indices(0)[200:210], cpu).clone()
     y_syn = torch.zeros(40, dtype=torch.long)
@@ -95,9 +97,8 @@ def main(argv: list[str] | None = None) -> int:
     def match(precision: str) -> torch.Tensor:
         images = stored.clone().requires_grad_(True)
         syn = info.normalize(decode(images, 2))
-        with autocast(precision, cpu):
-            loss = method.loss(net, x_real, y_real, syn, y_syn)
-        (grad,) = torch.autograd.grad(loss.float(), images)
+        loss = methods[precision].loss(net, x_real, y_real, syn, y_syn)
+        (grad,) = torch.autograd.grad(loss, images)
         return grad
 
     r = compare("match", lambda: match("fp32"), lambda: match("bf16"), args.repeats)
@@ -114,13 +115,8 @@ def main(argv: list[str] | None = None) -> int:
                              width=args.width)
         model.load_state_dict(net.state_dict())
         opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-        with autocast(precision, cpu):
-            out = model(x_net)
-        loss = F.cross_entropy(out.float(), y_net)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        return float(loss.detach())
+        return train_step(model, opt, x_net, y_net, info.num_classes, generator(0, "precision-network"), None, 0.0,
+                          precision=precision)
 
     r = compare("network", lambda: network("fp32"), lambda: network("bf16"), args.repeats)
     l32, l16 = r.pop("outputs")
@@ -132,8 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     images_fn = lambda idx: info.normalize(bank.batch(idx, cpu))  # noqa: E731
 
     def embed(precision: str) -> torch.Tensor:
-        with autocast(precision, cpu):
-            return embed_images(net, images_fn, pool, 512)
+        return embed_images(net, images_fn, pool, 512, precision)
 
     r = compare("embed", lambda: embed("fp32"), lambda: embed("bf16"), args.repeats)
     e32, e16 = r.pop("outputs")
@@ -147,8 +142,7 @@ def main(argv: list[str] | None = None) -> int:
         candidates = bank.class_indices(c)[:1000]
         features = {}
         for precision in ("fp32", "bf16"):
-            with autocast(precision, cpu):
-                features[precision] = embed_images(net, images_fn, candidates, 512).float()
+            features[precision] = embed_images(net, images_fn, candidates, 512, precision)
 
         def picks(x: torch.Tensor, seed: int) -> set[int]:
             centroids = kmeans(x, 10, generator(seed, "precision-kmeans", c)).centroids

@@ -20,9 +20,9 @@ LAYERS = [
     ["dreamdd.evaluation", "dreamdd.runs", "dreamdd.sources", "dreamdd.artifact", "dreamdd.plots",
      "dreamdd.tables"],
     ["dreamdd.io", "dreamdd.selection", "dreamdd.synthetic", "dreamdd.training", "dreamdd.image_optimizer",
-     "dreamdd.zca", "dreamdd.precision"],
+     "dreamdd.zca"],
     ["dreamdd.models", "dreamdd.data", "dreamdd.augment", "dreamdd.config", "dreamdd.protocols",
-     "dreamdd.devices"],
+     "dreamdd.devices", "dreamdd.precision"],
     ["dreamdd.registry", "dreamdd.errors", "dreamdd.seeding", "dreamdd.faults", "dreamdd"],
 ]
 

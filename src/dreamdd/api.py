@@ -13,6 +13,7 @@ from .artifact import Distilled, artifact_problem, load_distilled, save_distille
 from .config import (OWN_DATA_PRESET, Config, deep_update, dump_yaml, fingerprint, model_options, resolve,
                      validate)
 from .devices import resolve_device
+from .precision import resolve as resolve_precision
 from .engine.distiller import Distiller
 from .budget import parse_duration, plan_budget
 from .coreset import feature_network, select_coreset
@@ -46,9 +47,9 @@ def distill(dataset: str | None = None, ipc: int | None = None, *, preset: str |
             selector: str | None = None, init: str | None = None, method: str | None = None,
             iterations: int | None = None, image_size: int | None = None,
             out: str | os.PathLike | None = None, overrides: dict[str, Any] | None = None,
-            seed: int | None = None, device: str | None = None, data_root: str | None = None,
-            resume: str | os.PathLike | None = None, evaluate: bool | None = None, tensorboard: bool = False,
-            budget: str | float | None = None, quiet: bool = True) -> RunResult:
+            seed: int | None = None, device: str | None = None, precision: str | None = None,
+            data_root: str | None = None, resume: str | os.PathLike | None = None, evaluate: bool | None = None,
+            tensorboard: bool = False, budget: str | float | None = None, quiet: bool = True) -> RunResult:
     """Distill a dataset into a run folder (or continue the run in `resume`) and return the result.
 
     Settings are resolved as: defaults <- preset (default: `<dataset>-ipc<N>` or `<dataset>`) <- the named
@@ -56,7 +57,8 @@ def distill(dataset: str | None = None, ipc: int | None = None, *, preset: str |
     for a resumed run what it was started with) runs the final evaluation. A resumed run keeps its settings and
     accepts only a new total of `iterations`, `device`, `evaluate`, `tensorboard` and `quiet`. With `budget` (a
     duration such as "30m"), the horizon and the image learning rate are planned for that wall time
-    (dreamdd.budget).
+    (dreamdd.budget). `precision` (fp32, bf16, auto: dreamdd.precision) is resolved here, so config.yaml names
+    the one the run uses.
     """
     if resume is not None and budget is not None:
         raise DreamddError("--budget plans a new run; a resumed run keeps the plan in its config.yaml")
@@ -64,7 +66,7 @@ def distill(dataset: str | None = None, ipc: int | None = None, *, preset: str |
     if resume is not None:
         session = RunSession.resume("distill", resume, RESUME_ACCEPTS, dict(
             dataset=dataset, ipc=ipc, preset=preset, selector=selector, init=init, method=method, out=out,
-            overrides=overrides, seed=seed, data_root=data_root), quiet=quiet)
+            overrides=overrides, seed=seed, precision=precision, data_root=data_root), quiet=quiet)
     else:
         if dataset is None:
             raise DreamddError("no dataset given; name one (e.g. digits, mnist, cifar10) or a folder / .npz path")
@@ -75,10 +77,10 @@ def distill(dataset: str | None = None, ipc: int | None = None, *, preset: str |
                                     ("data", "image_size", image_size)):
             if value is not None:
                 named.setdefault(section, {})[key] = value
-        for key, value in (("seed", seed), ("device", device)):
+        for key, value in (("seed", seed), ("device", device), ("precision", precision)):
             if value is not None:
                 named[key] = value
-        config = resolve(dataset, ipc, preset, deep_update(named, overrides or {}))
+        config = resolved_precision(resolve(dataset, ipc, preset, deep_update(named, overrides or {})))
         name = (f"{Path(config.data.dataset).stem}-ipc{config.synth.ipc}-{config.match.method}-"
                 f"{config.select.selector}-s{config.seed}")
         session = RunSession.create("distill", out, name, quiet=quiet)
@@ -94,6 +96,12 @@ def distill(dataset: str | None = None, ipc: int | None = None, *, preset: str |
                 f"for a CPU: {config.distill.iterations} x {config.distill.inner_loop} iterations, evaluation "
                 "without flip; see `dreamdd presets`); name another with --preset")
         return _distill_in(session, config, state, evaluate, reuse, tensorboard, budget_seconds)
+
+
+def resolved_precision(config: Config) -> Config:
+    """`config` with its precision resolved for its device (auto: bf16 where the hardware runs it natively)."""
+    config.precision = resolve_precision(config.precision, resolve_device(config.device))
+    return config
 
 
 def _distill_in(session: RunSession, config: Config, state: dict[str, Any] | None, evaluate: bool, reuse: bool,
@@ -127,6 +135,7 @@ def _distill_in(session: RunSession, config: Config, state: dict[str, Any] | Non
                    "ipc": config.synth.ipc, "factor": config.synth.factor, "method": config.match.method,
                    "selector": config.select.selector, "init": config.synth.init, "seed": config.seed,
                    "iterations": distilled.metadata["iterations"], "device": str(torch_device),
+                   "precision": config.precision,
                    "val_size": data.val_size, "wall_seconds": session.elapsed(),
                    "timings": distiller.timings.as_dict(), "artifact": str(run.file(TENSORS)),
                    "evaluation": _brief(distilled.metadata.get("evaluation")),
@@ -151,7 +160,7 @@ def _brief(result: dict[str, Any] | None) -> dict[str, Any] | None:
     if result is None:
         return None
     return {k: result[k] for k in ("model", "repeats", "epochs", "protocol", "val_mean", "val_std", "test_mean",
-                                   "test_std", "test_last_mean", "test_last_std", "val_size", "checkpoint")
+                                   "test_std", "test_last_mean", "test_last_std", "val_size", "checkpoint", "precision")
             if k in result}
 
 
@@ -222,16 +231,17 @@ def evaluate_models(source: str | os.PathLike | Distilled, models: Sequence[str 
                     mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
                     factor: int | None = None, data_root: str | None = None, device: str = "auto",
                     seed: int = 0, workers: int = 1, overrides: dict[str, Any] | None = None,
-                    protocol: str | None = None, quiet: bool = True) -> list[dict[str, Any]]:
+                    protocol: str | None = None, precision: str = "fp32",
+                    quiet: bool = True) -> list[dict[str, Any]]:
     """Evaluate one distilled set on several architectures with the same recipe; one summary per model.
     The recipe is the set's own (its distillation's protocol) unless `protocol` names another (idc, dc, dsa,
-    dm, mtt: dreamdd.protocols)."""
+    dm, mtt: dreamdd.protocols); the networks train in `precision` (fp32, bf16, auto), recorded in the result."""
     distilled, data, recipe = _prepare(source, dataset, mean, std, factor, data_root, overrides, protocol)
     images, labels = distilled.decoded()
     # what the set's method learned that its evaluation must use (MTT: its learned lr and ZCA whitening)
     learned_lr, preprocess = learned_eval_settings(distilled.metadata.get("method"), distilled.extra)
     evaluator = Evaluator(data, recipe, resolve_device(device), seed, learned_lr=learned_lr, preprocess=preprocess,
-                          workers=workers, quiet=quiet)
+                          workers=workers, quiet=quiet, precision=precision)
     distilled_with = distilled.metadata.get("model", {"name": "convnet"})
     return [evaluator.with_model(*evaluation_network(distilled_with, recipe, model))
             .evaluate(images, labels, repeats=repeats, epochs=epochs) for model in models]
@@ -248,13 +258,13 @@ def evaluate_whole_dataset(dataset: str, *, model: str | None = None, repeats: i
                            epochs: int | None = None, data_root: str | None = None, device: str = "auto",
                            seed: int = 0, val_size: float = 0.1, workers: int = 1,
                            overrides: dict[str, Any] | None = None, protocol: str | None = None,
-                           quiet: bool = True) -> dict[str, Any]:
+                           precision: str = "fp32", quiet: bool = True) -> dict[str, Any]:
     """The upper bound: the same recipe on the whole training split (less the validation split)."""
     data = datasets.load(dataset, root=data_root or "data", val_size=val_size, seed=seed)
     recipe = resolve_recipe({}, dataset, overrides, protocol)
     torch_device = resolve_device(device)
     evaluator = Evaluator(data, recipe, torch_device, seed, model or recipe.model or "convnet", workers=workers,
-                          quiet=quiet)
+                          quiet=quiet, precision=precision)
     return evaluator.evaluate_training_set(BankTrainingSet(data.train, data.info, torch_device), repeats=repeats,
                                            epochs=epochs)
 
@@ -264,16 +274,17 @@ SELECT_RESUME_ACCEPTS = "--device and --quiet"
 
 def select(dataset: str | None = None, per_class: int | None = None, method: str | None = None, *,
            out: str | os.PathLike | None = None, feature_epochs: int | None = None, seed: int | None = None,
-           data_root: str | None = None, device: str | None = None, evaluate: bool | None = None,
-           overrides: dict[str, Any] | None = None, resume: str | os.PathLike | None = None,
-           quiet: bool = True) -> RunResult:
+           data_root: str | None = None, device: str | None = None, precision: str | None = None,
+           evaluate: bool | None = None, overrides: dict[str, Any] | None = None,
+           resume: str | os.PathLike | None = None, quiet: bool = True) -> RunResult:
     """A coreset baseline: `per_class` real images per class chosen by `method` (default random), written as an
     artifact (like distill) and evaluated with the dataset's recipe. `resume` finishes a stopped select run
     (its choice is deterministic, so it is made again) and accepts only `device` and `quiet`."""
     if resume is not None:
         session = RunSession.resume("select", resume, SELECT_RESUME_ACCEPTS, dict(
             dataset=dataset, per_class=per_class, method=method, out=out, feature_epochs=feature_epochs, seed=seed,
-            data_root=data_root, no_eval=None if evaluate is None else not evaluate, overrides=overrides),
+            data_root=data_root, precision=precision, no_eval=None if evaluate is None else not evaluate,
+            overrides=overrides),
             quiet=quiet)
         with session:
             config = session.config()
@@ -285,10 +296,10 @@ def select(dataset: str | None = None, per_class: int | None = None, method: str
     if dataset is None or per_class is None:
         raise DreamddError("select needs a dataset and the images per class (--dataset, --per-class), or --resume")
     seed = 0 if seed is None else seed
-    named: dict[str, Any] = {"seed": seed, "device": device or "auto"}
+    named: dict[str, Any] = {"seed": seed, "device": device or "auto", **({"precision": precision} if precision else {})}
     if data_root is not None:
         named["data"] = {"root": data_root}
-    config = resolve(dataset, per_class, None, deep_update(named, overrides or {}))
+    config = resolved_precision(resolve(dataset, per_class, None, deep_update(named, overrides or {})))
     config.synth.factor = 1
     method = method or "random"
     request = {"command": "select", "per_class": per_class, "method": method,
@@ -299,7 +310,7 @@ def select(dataset: str | None = None, per_class: int | None = None, method: str
         used = config.to_dict()   # what a coreset uses: the data, the feature network (model, distill.net_*), eval
         used["distill"] = {k: v for k, v in used["distill"].items() if k.startswith("net_") or k == "cutmix_prob"}
         session.begin(request, yaml.safe_dump({k: used[k] for k in ("data", "model", "distill", "eval", "seed",
-                                                                    "device", "preset")}, sort_keys=False))
+                                                                    "device", "precision", "preset")}, sort_keys=False))
         return _select_in(session, config)
 
 

@@ -10,6 +10,7 @@ from typing import Sequence
 
 from .errors import DreamddError, Interrupted, os_error_message
 from .io.names import EVAL_TABLE
+from .precision import PRECISIONS
 from .protocols import PROTOCOLS
 from .registry import METHODS, coreset_methods
 from .tables import accuracy_text
@@ -27,6 +28,13 @@ def add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=None, help="the one seed every random stream derives from")
     parser.add_argument("--data-root", default=None, help="folder holding the dataset files (default: ./data)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars or log lines on the terminal")
+
+
+def add_precision(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument("--precision", choices=list(PRECISIONS),
+                        help=f"{what} in fp32, or under bfloat16 autocast (bf16); auto takes bf16 where the "
+                             "hardware runs it natively (a CPU with AVX512-BF16 or AMX, CUDA with bf16), else fp32 "
+                             "(default: fp32)")
 
 
 def add_overrides(parser: argparse.ArgumentParser, help: str) -> None:
@@ -68,6 +76,7 @@ def distill_parser(sub) -> None:
     p.add_argument("--no-eval", action="store_true", help="skip the final evaluation (a resumed run remembers it)")
     p.add_argument("--tensorboard", action="store_true", help="also log metrics to RUN_DIR/tensorboard "
                                                                 "(needs the tensorboard package)")
+    add_precision(p, "the networks' forwards and backwards (matching, network updates, evaluation) run")
     add_common(p)
 
 
@@ -101,6 +110,7 @@ def evaluate_parser(sub) -> None:
                                                      "./eval_table)")
     add_overrides(p, "override the recipe, e.g. --set eval.patience=4 --set eval.lr=0.02")
     p.add_argument("--json", action="store_true", help="print the full result as JSON")
+    add_precision(p, "the networks train and validate (test accuracy is measured in fp32)")
     add_common(p)
 
 
@@ -120,6 +130,7 @@ def select_parser(sub) -> None:
     p.add_argument("--out", help="folder to create (default: runs/<dataset>-coreset-<method>-<N>-s<seed>)")
     p.add_argument("--no-eval", action="store_true", help="skip the evaluation")
     add_overrides(p, "override settings (model.*, eval.*), e.g. --set eval.repeats=5")
+    add_precision(p, "the feature network and the evaluation train")
     add_common(p)
 
 
@@ -229,7 +240,8 @@ def run_distill(args) -> int:
     result = distill(args.dataset, args.ipc, preset=args.preset, selector=args.selector, init=args.init,
                      method=args.method, image_size=args.image_size,
                      iterations=args.iterations, out=args.out, overrides=parse_overrides(args.overrides),
-                     seed=args.seed, device=args.device, data_root=args.data_root, resume=args.resume,
+                     seed=args.seed, device=args.device, precision=args.precision, data_root=args.data_root,
+                     resume=args.resume,
                      evaluate=False if args.no_eval else None, tensorboard=args.tensorboard, budget=args.budget,
                      quiet=args.quiet)
     evaluation = result.summary.get("evaluation")
@@ -256,7 +268,7 @@ def run_evaluate(args) -> int:
     from .tables import markdown, write_tables
     common = dict(repeats=args.repeats, epochs=args.epochs, data_root=args.data_root, protocol=args.protocol,
                   overrides=parse_overrides(args.overrides), quiet=args.quiet,
-                  **given(device=args.device, seed=args.seed, workers=args.workers))
+                  **given(device=args.device, seed=args.seed, workers=args.workers, precision=args.precision))
     models = args.models.split(",") if args.models else [args.model]
     if args.whole_dataset:
         results = [evaluate_whole_dataset(args.whole_dataset, model=m, **common) for m in models]
@@ -285,7 +297,7 @@ def run_select(args) -> int:
     from .api import select
     from .config import parse_overrides
     result = select(args.dataset, args.per_class, args.method, out=args.out, feature_epochs=args.feature_epochs,
-                    seed=args.seed, data_root=args.data_root, device=args.device,
+                    seed=args.seed, data_root=args.data_root, device=args.device, precision=args.precision,
                     evaluate=False if args.no_eval else None, overrides=parse_overrides(args.overrides),
                     resume=args.resume, quiet=args.quiet)
     evaluation = result.summary.get("evaluation")

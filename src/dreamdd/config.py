@@ -12,6 +12,7 @@ import yaml
 
 from .augment import MODES as AUGMENT_MODES
 from .errors import DreamddError
+from .precision import PRECISIONS
 from .protocols import PROTOCOL_KEYS, PROTOCOLS, SCHEDULES, protocol_settings
 from .registry import METHODS
 
@@ -175,6 +176,7 @@ class Config:
     dreamplus: DreamPlusConfig = field(default_factory=DreamPlusConfig)
     seed: int = 0
     device: str = "auto"
+    precision: str = "fp32"        # fp32 | bf16 | auto (dreamdd.precision; auto is resolved when a run is created)
     preset: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
@@ -273,7 +275,7 @@ def merge(config: Config, data: dict[str, Any], origin: str) -> None:
             setattr(config, name, _coerce(value, top_types[name], name))
         elif name != "extends":
             raise DreamddError(f"{origin}: unknown setting '{name}'; sections are {', '.join(sorted(SECTIONS))}"
-                               " and top-level keys are seed, device, preset")
+                               " and top-level keys are seed, device, precision, preset")
 
 
 def safe_yaml(text: str, origin: str) -> Any:
@@ -463,6 +465,8 @@ def validate(config: Config) -> None:
         raise DreamddError("data.val_size must be >= 0 (a fraction below 1, or a count)")
     if config.device not in ("auto", "cpu", "cuda", "mps") and not config.device.startswith("cuda:"):
         raise DreamddError(f"device={config.device!r}: use auto, cpu, cuda, cuda:N or mps")
+    if config.precision not in PRECISIONS:
+        raise DreamddError(f"precision={config.precision!r}: use one of {', '.join(PRECISIONS)}")
     if config.distill.max_minutes is not None and config.distill.max_minutes <= 0:
         raise DreamddError("distill.max_minutes must be positive (or none for no time budget)")
     if config.synth.lr is not None and config.synth.lr <= 0:

@@ -12,6 +12,7 @@ from .errors import DreamddError
 from .seeding import generator
 from .registry import coreset_methods
 from .selection import create_selector
+from .precision import resolve as resolve_precision
 from .training import build_network, make_augment, sgd, train_step
 
 
@@ -31,7 +32,8 @@ def feature_network(config: Config, data: LoadedDataset, device: torch.device, e
     for _ in tqdm(range(steps), desc="feature network", unit="step", disable=quiet, leave=False):
         idx = bank.sample(batch, g)
         train_step(net, optimizer, info.normalize(bank.batch(idx, device)), bank.labels[idx].to(device),
-                   info.num_classes, g, augment, config.distill.cutmix_prob)
+                   info.num_classes, g, augment, config.distill.cutmix_prob,
+                   precision=resolve_precision(config.precision, device))
     return net.eval()
 
 

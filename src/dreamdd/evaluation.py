@@ -23,6 +23,8 @@ from .config import (Config, EvalConfig, default_preset, load_preset, merge, mod
                      validate)
 from .data import ClassBank, DatasetInfo, LoadedDataset
 from .errors import DreamddError
+from .precision import autocast
+from .precision import resolve as resolve_precision
 from .protocols import describe, lr_milestones
 from .seeding import generator
 from .training import accuracy, build_network, make_augment, sgd, train_step
@@ -76,7 +78,9 @@ class Evaluator:
     """Trains fresh `model` networks on a set under `recipe` and tests them on `data`'s splits, on `device`, with
     every network's weights and batches derived from `seed`. `learned_lr` (a set's learned rate) replaces
     recipe.lr when the protocol asks for it (recipe.learned_lr); `preprocess` is a fixed input transform the set
-    was distilled with (MTT's ZCA whitening). `workers` > 1 trains the networks in parallel processes (CPU)."""
+    was distilled with (MTT's ZCA whitening). `workers` > 1 trains the networks in parallel processes (CPU).
+    `precision` (fp32, bf16 or auto, resolved on construction) is what the training steps and the validation
+    passes run in; the test accuracies are always measured in fp32."""
     data: LoadedDataset
     recipe: EvalConfig
     device: torch.device
@@ -87,13 +91,18 @@ class Evaluator:
     preprocess: torch.nn.Module | None = None
     workers: int = 1
     quiet: bool = True
+    precision: str = "fp32"
+
+    def __post_init__(self):
+        self.precision = resolve_precision(self.precision, self.device)
 
     @classmethod
     def for_config(cls, config: Config, data: LoadedDataset, device: torch.device, *, learned_lr: float | None = None,
                    preprocess: torch.nn.Module | None = None, quiet: bool = True) -> "Evaluator":
         """The evaluation a distillation or coreset run's settings ask for (its eval section and network)."""
         model, options = evaluation_network({"name": config.model.name, **model_options(config)}, config.eval)
-        return cls(data, config.eval, device, config.seed, model, options, learned_lr, preprocess, quiet=quiet)
+        return cls(data, config.eval, device, config.seed, model, options, learned_lr, preprocess, quiet=quiet,
+                   precision=config.precision)
 
     def with_model(self, model: str, options: dict[str, Any]) -> "Evaluator":
         return replace(self, model=model, model_options=options)
@@ -124,6 +133,7 @@ class Evaluator:
         summary: dict[str, Any] = {"model": self.model, "model_options": self.model_options, "repeats": len(results),
                                    "epochs": epochs, "val_mean": val_mean, "val_std": val_std, "runs": results,
                                    "val_size": len(data.val), "train_size": len(trainset),
+                                   "precision": self.precision,
                                    "protocol": describe(recipe, protocol_eval(cfg.protocol, data.info.name)),
                                    "recipe": recipe,
                                    "checkpoint": "chosen on validation, and last epoch" if len(data.val)
@@ -177,7 +187,7 @@ class Evaluator:
                 idx = order[start:start + cfg.batch]
                 loss = train_step(net, optimizer, trainset.fetch(idx),
                                   trainset.labels[idx.to(trainset.labels.device)], data.info.num_classes, g, augment,
-                                  cfg.cutmix_prob, cfg.cutmix_beta)
+                                  cfg.cutmix_prob, cfg.cutmix_beta, self.precision)
                 if not math.isfinite(loss):
                     raise DreamddError(f"evaluation loss became {loss} at epoch {epoch}; the training images may "
                                        "hold extreme values (check their normalization), or lower eval.lr")
@@ -185,7 +195,8 @@ class Evaluator:
             if progress is not None:
                 progress.update(1)
             if has_val and (epoch % cfg.val_every == 0 or epoch == epochs):
-                val = split_accuracy(net, data, data.val, device)
+                with autocast(self.precision, device):
+                    val = split_accuracy(net, data, data.val, device)
                 stale = 0 if val > best_val else stale + 1
                 if val >= best_val:   # ties go to the later (longer-trained) checkpoint
                     best_val, best_epoch, best_state = val, epoch, copy.deepcopy(net.state_dict())

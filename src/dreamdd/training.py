@@ -9,6 +9,7 @@ from torch import nn
 from .augment import SiameseAugment, cutmix, soft_cross_entropy
 from .devices import place_network
 from .models import create_model
+from .precision import autocast
 from .seeding import global_seed
 
 
@@ -27,13 +28,16 @@ def sgd(net: nn.Module, lr: float, momentum: float, weight_decay: float) -> torc
 
 def train_step(net: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
                num_classes: int, generator: torch.Generator, augment: SiameseAugment | None,
-               cutmix_prob: float, cutmix_beta: float = 1.0) -> float:
-    """One SGD step on a normalized batch: per-sample DSA, then CutMix, then soft-target cross-entropy."""
+               cutmix_prob: float, cutmix_beta: float = 1.0, precision: str = "fp32") -> float:
+    """One SGD step on a normalized batch: per-sample DSA, then CutMix, then soft-target cross-entropy; the
+    network's forward (and so its backward) in `precision` (resolved: fp32 or bf16), the loss in fp32."""
     net.train()
     if augment is not None:
         x = augment(x, generator, shared=False)
     x, targets = cutmix(x, y, num_classes, generator, beta=cutmix_beta, prob=cutmix_prob)
-    loss = soft_cross_entropy(net(x), targets)
+    with autocast(precision, x.device):
+        logits = net(x)
+    loss = soft_cross_entropy(logits.float(), targets)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()

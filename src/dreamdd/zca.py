@@ -38,7 +38,9 @@ class ZCA(nn.Module):
         self.register_buffer("matrix", matrix.detach().clone())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return ((x.flatten(1) - self.mean) @ self.matrix).view_as(x)
+        """Always in fp32, also inside a bf16 autocast: the whitening matrix has a wide range of eigenvalues."""
+        with torch.autocast(x.device.type, enabled=False):
+            return ((x.float().flatten(1) - self.mean) @ self.matrix).view_as(x)
 
 
 class Preprocessed(nn.Module):

@@ -11,6 +11,7 @@ import torch
 from ..config import Config, model_options
 from ..data import LoadedDataset
 from ..errors import DreamddError
+from ..precision import resolve as resolve_precision
 from ..seeding import generator
 from ..synthetic import SyntheticSet
 from ..training import build_network, make_augment, train_step
@@ -24,6 +25,7 @@ class LoopContext:
     def __init__(self, config: Config, data: LoadedDataset, device: torch.device, classes: list[int], selector,
                  log: Callable[[str], None]):
         self.config, self.data, self.device, self.classes = config, data, device, classes
+        self.precision = resolve_precision(config.precision, device)
         self.selector = selector
         self.log = log
         self.timings = Timings()
@@ -91,5 +93,5 @@ class LoopContext:
             while seen < n_images:
                 idx = bank.sample(min(cfg.net_batch, n_images - seen), g)
                 train_step(net, optimizer, self.real(idx), bank.labels[idx].to(self.device), info.num_classes, g,
-                           self.net_augment, cfg.cutmix_prob)
+                           self.net_augment, cfg.cutmix_prob, precision=self.precision)
                 seen += len(idx)

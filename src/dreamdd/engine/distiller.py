@@ -22,6 +22,7 @@ from ..evaluation import Evaluator
 from ..image_optimizer import ImageSGD
 from ..io import names
 from ..methods import create_method
+from ..precision import resolve as resolve_precision
 from ..io.rundir import RunDir
 from ..seeding import generator
 from ..selection import create_selector
@@ -76,7 +77,8 @@ class Distiller:
         if name == "random":
             return create_selector("random")
         return create_selector("dream", per_cluster=s.per_cluster, interval=s.interval, pool_size=s.pool_size,
-                               kmeans_init=s.kmeans_init, max_iter=s.kmeans_iter, tol=s.kmeans_tol)
+                               kmeans_init=s.kmeans_init, max_iter=s.kmeans_iter, tol=s.kmeans_tol,
+                               precision=resolve_precision(self.config.precision, self.device))
 
     def initial_set(self) -> SyntheticSet:
         """Noise, random real images, or representative real images (k-means on a fresh network's features)."""
@@ -130,6 +132,7 @@ class Distiller:
                 "image_space": self.method.image_space, "clamped": self.method.clamps,
                 "model": {"name": cfg.model.name, **model_options(cfg)}, "seed": cfg.seed,
                 "iterations": completed, "preset": cfg.preset, "val_size": self.data.val_size,
+                "precision": self.context.precision,
                 "split": {"dataset": dataset_reference(cfg.data.dataset, cfg.data.root),
                           "root": str(Path(cfg.data.root).expanduser().absolute()), "val_size": cfg.data.val_size,
                           "seed": cfg.seed},

@@ -21,12 +21,13 @@ Augment = Callable[..., torch.Tensor]
 
 
 class MethodContext(Protocol):
-    """The loop as a method sees it (13 members)."""
+    """The loop as a method sees it (14 members)."""
 
     config: "Config"
     data: "LoadedDataset"          # info (normalization, class count) and the training split
     device: torch.device
     classes: list[int]             # the classes whose synthetic images this process learns
+    precision: str                 # resolved, fp32 or bf16: what the method's network forwards run in
 
     def network(self, *keys: object) -> nn.Module:
         """A freshly initialised distillation network whose weights depend only on (seed, keys)."""

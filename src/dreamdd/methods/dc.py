@@ -28,7 +28,7 @@ class DC(Method):
     def __init__(self, ctx):
         super().__init__(ctx)
         cfg = self.config
-        self.objective = GradientMatching(cfg.dc.metric, cfg.dc.parameters)
+        self.objective = GradientMatching(cfg.dc.metric, cfg.dc.parameters, ctx.precision)
         self.augment = self.make_augment()
         default_outer, default_inner = dc_loops(cfg.synth.ipc)
         self.rounds = cfg.dc.outer_loop or default_outer   # DC's outer_loop: rounds inside one outer iteration
@@ -53,7 +53,7 @@ class DC(Method):
                 for start in range(0, images.shape[0], cfg.dc.batch_train):
                     idx = order[start:start + cfg.dc.batch_train]
                     train_step(net, optimizer, images[idx], labels[idx], info.num_classes, g,
-                               self.augment, 0.0)
+                               self.augment, 0.0, precision=ctx.precision)
 
     def outer_iteration(self, it: int, synthetic, image_optimizer) -> float:
         cfg, ctx = self.config, self.ctx

@@ -7,6 +7,7 @@ import torch
 
 from ..training import make_augment
 from .base import Method
+from .gradient import forward
 
 
 class DM(Method):
@@ -33,8 +34,9 @@ class DM(Method):
             for c in ctx.classes:
                 real, _, syn, _ = ctx.paired_batches(c, net, synthetic, g, cfg.match.batch_real, self.augment)
                 with torch.no_grad():
-                    real_mean = net.embed(real).mean(0)
-                loss = loss + (real_mean - net.embed(syn).mean(0)).pow(2).sum()
+                    real_mean = forward(net, real, ctx.precision, embed=True).mean(0)
+                syn_mean = forward(net, syn, ctx.precision, embed=True).mean(0)
+                loss = loss + (real_mean - syn_mean).pow(2).sum()
         value = ctx.image_step(loss, image_optimizer, it) / len(ctx.classes)
         ctx.inner_step_done()
         return value

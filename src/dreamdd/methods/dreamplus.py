@@ -8,7 +8,7 @@ import torch
 
 from ..seeding import generator
 from ..training import sgd
-from .gradient import feature_distance, gradient_distance
+from .gradient import feature_distance, forward, gradient_distance
 from .idc import IDC
 
 
@@ -47,8 +47,8 @@ class DreamPlus(IDC):
             real, real_labels, syn, syn_labels = self.ctx.paired_batches(c, net, synthetic, g, cfg.match.batch_real,
                                                                          self.augment)
             with torch.no_grad():
-                real_mean = net.embed(real).mean(0)
-            syn_mean = net.embed(syn).mean(0)
+                real_mean = forward(net, real, self.ctx.precision, embed=True).mean(0)
+            syn_mean = forward(net, syn, self.ctx.precision, embed=True).mean(0)
             features = feature_distance(real_mean, syn_mean, cfg.match.metric)
             gradients = gradient_distance(self.objective.real_gradients(net, real, real_labels),
                                           self.objective.syn_gradients(net, syn, syn_labels), cfg.match.metric)

@@ -8,6 +8,7 @@ from torch import nn
 
 from ..errors import DreamddError
 from ..models import matching_parameters
+from ..precision import autocast
 
 METRICS = ("mse", "l1", "dc")
 PARAMETERS = ("conv", "all")
@@ -55,23 +56,33 @@ def select_parameters(net: nn.Module, which: str) -> list[nn.Parameter]:
     raise DreamddError(f"unknown parameter set '{which}'; use one of {', '.join(PARAMETERS)}")
 
 
+def forward(net: nn.Module, x: torch.Tensor, precision: str, embed: bool = False) -> torch.Tensor:
+    """The network's logits (or penultimate embedding) of `x`, computed in `precision` and returned in fp32, so
+    that losses, distances and their reductions stay fp32."""
+    with autocast(precision, x.device):
+        out = net.embed(x) if embed else net(x)
+    return out.float()
+
+
 class GradientMatching:
     """Cross-entropy gradients of the chosen parameters on the real batch (detached) and the synthetic batch
-    (in the graph), compared with `metric`."""
+    (in the graph), compared with `metric`; the network's forwards in `precision` (resolved: fp32 or bf16)."""
 
-    def __init__(self, metric: str = "mse", parameters: str = "conv"):
+    def __init__(self, metric: str = "mse", parameters: str = "conv", precision: str = "fp32"):
         if metric not in METRICS:
             raise DreamddError(f"unknown gradient metric '{metric}'; use one of {', '.join(METRICS)}")
         select_parameters(nn.Linear(1, 1), parameters)   # validates the name
-        self.metric, self.parameters = metric, parameters
+        self.metric, self.parameters, self.precision = metric, parameters, precision
 
     def real_gradients(self, net: nn.Module, real: torch.Tensor, real_labels: torch.Tensor):
         params = select_parameters(net, self.parameters)
-        return [g.detach() for g in torch.autograd.grad(F.cross_entropy(net(real), real_labels), params)]
+        loss = F.cross_entropy(forward(net, real, self.precision), real_labels)
+        return [g.detach() for g in torch.autograd.grad(loss, params)]
 
     def syn_gradients(self, net: nn.Module, syn: torch.Tensor, syn_labels: torch.Tensor):
         params = select_parameters(net, self.parameters)
-        return torch.autograd.grad(F.cross_entropy(net(syn), syn_labels), params, create_graph=True)
+        loss = F.cross_entropy(forward(net, syn, self.precision), syn_labels)
+        return torch.autograd.grad(loss, params, create_graph=True)
 
     def loss(self, net: nn.Module, real: torch.Tensor, real_labels: torch.Tensor,
              syn: torch.Tensor, syn_labels: torch.Tensor) -> torch.Tensor:

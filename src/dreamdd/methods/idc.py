@@ -16,7 +16,7 @@ class IDC(Method):
 
     def __init__(self, ctx):
         super().__init__(ctx)
-        self.objective = GradientMatching(self.config.match.metric, "conv")
+        self.objective = GradientMatching(self.config.match.metric, "conv", ctx.precision)
         self.augment = make_augment(self.config.match.augment, self.config.match.augment_mode)
 
     def steps_per_iteration(self) -> int:

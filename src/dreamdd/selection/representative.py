@@ -15,6 +15,7 @@ from torch import nn
 
 from ..devices import channels_last
 from ..errors import DreamddError
+from ..precision import autocast
 from .base import ImagesFn, Selector, random_subset
 from .kmeans import INITS, kmeans, nearest_to_centroids
 
@@ -22,11 +23,16 @@ from .kmeans import INITS, kmeans, nearest_to_centroids
 EMBED_CHUNK = 512    # images per forward pass of the embedding (the paper-faithful size: speed-selection.json)
 
 
-def embed_images(net: nn.Module, images_fn: ImagesFn, indices: torch.Tensor, chunk_size: int) -> torch.Tensor:
-    """(len(indices), d) float features from net.embed, in chunks (bounded memory), without autograd.
+def embed_images(net: nn.Module, images_fn: ImagesFn, indices: torch.Tensor, chunk_size: int,
+                 precision: str = "fp32") -> torch.Tensor:
+    """(len(indices), d) fp32 features from net.embed, in chunks (bounded memory), without autograd; the forward
+    in `precision` (resolved: fp32 or bf16).
 
     The network runs in eval mode so a sample's feature does not depend on which chunk it landed in (batch norm)
-    and running statistics are not disturbed; each module's train/eval flag is restored afterwards.
+    and running statistics are not disturbed; each module's train/eval flag is restored afterwards. fp32 feeds
+    the chunks in the channels_last layout, bf16 in the default one: on the reference CPU (oneDNN) bf16 instance
+    norm in channels_last is about 3x slower than in the default layout and made a bf16 pass slower than fp32
+    (BENCHMARKS.md, "precision").
     """
     if not callable(getattr(net, "embed", None)):
         raise DreamddError(f"the representative selector needs a network with an embed(x) method (penultimate "
@@ -34,8 +40,10 @@ def embed_images(net: nn.Module, images_fn: ImagesFn, indices: torch.Tensor, chu
     modes = [(m, m.training) for m in net.modules()]
     net.eval()
     try:
-        with torch.inference_mode():
-            parts = [net.embed(channels_last(images_fn(indices[s:s + chunk_size]))).flatten(1).float()
+        layout = channels_last if precision == "fp32" else (lambda x: x)
+        device = next(net.parameters()).device
+        with torch.inference_mode(), autocast(precision, device):
+            parts = [net.embed(layout(images_fn(indices[s:s + chunk_size]))).flatten(1).float()
                      for s in range(0, indices.numel(), chunk_size)]
     finally:
         for module, mode in modes:
@@ -68,12 +76,14 @@ class RepresentativeSelector(Selector):
     per_cluster: samples taken near each centroid (1 = DREAM; >1 = DREAM+ with n // per_cluster clusters).
     pool_size: None clusters the whole class (the paper); else a random pool of max(pool_size, n) candidates,
     drawn afresh at each re-selection. kmeans_init, max_iter, tol: see kmeans(). chunk_size: images per forward.
+    precision: what the embedding's forward runs in (fp32 or bf16); k-means always runs in fp32.
     """
 
     name = "dream"
 
     def __init__(self, per_cluster: int = 1, interval: int = 10, pool_size: int | None = None,
-                 kmeans_init: str = "kmeans++", max_iter: int = 100, tol: float = 1e-4, chunk_size: int = EMBED_CHUNK):
+                 kmeans_init: str = "kmeans++", max_iter: int = 100, tol: float = 1e-4, chunk_size: int = EMBED_CHUNK,
+                 precision: str = "fp32"):
         for key, value in (("per_cluster", per_cluster), ("interval", interval), ("max_iter", max_iter),
                            ("chunk_size", chunk_size), ("pool_size", 1 if pool_size is None else pool_size)):
             if int(value) != value or value < 1:
@@ -84,6 +94,7 @@ class RepresentativeSelector(Selector):
             raise DreamddError(f"select.kmeans_tol must be >= 0, got {tol!r}")
         self.per_cluster, self.interval, self.pool_size = int(per_cluster), int(interval), pool_size
         self.kmeans_init, self.max_iter, self.tol, self.chunk_size = kmeans_init, int(max_iter), tol, int(chunk_size)
+        self.precision = precision
         self._choices: dict[int, _Choice] = {}
         self.seconds_embed = 0.0
         self.seconds_kmeans = 0.0
@@ -114,7 +125,7 @@ class RepresentativeSelector(Selector):
         if pool.numel() <= n:
             return pool
         t0 = time.perf_counter()
-        features = embed_images(net, images_fn, pool, self.chunk_size)
+        features = embed_images(net, images_fn, pool, self.chunk_size, self.precision)
         t1 = time.perf_counter()
         with torch.inference_mode():
             k = max(1, n // self.per_cluster)
