@@ -223,6 +223,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run_distill(args) -> int:
     from .api import distill
+    from .distributed import current_world
     from .config import parse_overrides
     if args.resume is None and (args.dataset is None or (args.ipc is None and args.preset is None)):
         raise DreamddError("distill needs --dataset and --ipc (or a --preset), or --resume RUN_DIR")
@@ -232,6 +233,8 @@ def run_distill(args) -> int:
                      seed=args.seed, device=args.device, data_root=args.data_root, resume=args.resume,
                      evaluate=False if args.no_eval else None, tensorboard=args.tensorboard, budget=args.budget,
                      quiet=args.quiet)
+    if not current_world().is_main:    # under torchrun rank 0 alone speaks
+        return 0
     evaluation = result.summary.get("evaluation")
     if evaluation:
         print(accuracy_text(evaluation))
@@ -252,6 +255,7 @@ def run_evaluate(args) -> int:
     from pathlib import Path
 
     from .api import evaluate_models, evaluate_whole_dataset
+    from .distributed import current_world
     from .config import parse_overrides
     from .tables import markdown, write_tables
     common = dict(repeats=args.repeats, epochs=args.epochs, data_root=args.data_root, protocol=args.protocol,
@@ -267,6 +271,8 @@ def run_evaluate(args) -> int:
         results = evaluate_models(args.path, models, dataset=args.dataset, mean=_floats(args.mean),
                                   std=_floats(args.std), factor=args.factor, **common)
         title = f"{args.path}"
+    if not current_world().is_main:    # under torchrun rank 0 alone prints and writes the table
+        return 0
     if args.json:
         print(json.dumps(results if len(results) > 1 else results[0], indent=2))
     elif len(results) == 1:

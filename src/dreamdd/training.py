@@ -8,6 +8,7 @@ from torch import nn
 
 from .augment import SiameseAugment, cutmix, soft_cross_entropy
 from .devices import place_network
+from .distributed import World
 from .models import create_model
 from .seeding import global_seed
 
@@ -27,17 +28,37 @@ def sgd(net: nn.Module, lr: float, momentum: float, weight_decay: float) -> torc
 
 def train_step(net: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
                num_classes: int, generator: torch.Generator, augment: SiameseAugment | None,
-               cutmix_prob: float, cutmix_beta: float = 1.0) -> float:
-    """One SGD step on a normalized batch: per-sample DSA, then CutMix, then soft-target cross-entropy."""
+               cutmix_prob: float, cutmix_beta: float = 1.0, world: World | None = None) -> float:
+    """One SGD step on a normalized batch: per-sample DSA, then CutMix, then soft-target cross-entropy.
+
+    With a `world` of several ranks (each holding the same batch, drawn from the same stream), each rank takes the
+    loss of its share of the augmented batch, weighted by the share's size, and the gradients are summed over
+    ranks: the full batch's mean gradient up to float rounding, the same network on every rank. A network with
+    batch norm (whose statistics would differ on a share) takes the whole batch on every rank instead."""
     net.train()
     if augment is not None:
         x = augment(x, generator, shared=False)
     x, targets = cutmix(x, y, num_classes, generator, beta=cutmix_beta, prob=cutmix_prob)
-    loss = soft_cross_entropy(net(x), targets)
+    if world is None or not world.distributed or has_batch_norm(net):
+        loss = soft_cross_entropy(net(x), targets)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        return float(loss.detach())
+    part = world.share(x.shape[0])
     optimizer.zero_grad(set_to_none=True)
-    loss.backward()
+    value = 0.0
+    if part.stop > part.start:
+        loss = soft_cross_entropy(net(x[part]), targets[part]) * ((part.stop - part.start) / x.shape[0])
+        loss.backward()
+        value = float(loss.detach())
+    world.sum_gradients(net)
     optimizer.step()
-    return float(loss.detach())
+    return value
+
+
+def has_batch_norm(net: nn.Module) -> bool:
+    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in net.modules())
 
 
 ACCURACY_CHUNK = 1000     # test images per forward pass when measuring accuracy (memory, not results)

@@ -23,7 +23,6 @@ class DM(Method):
 
     def outer_iteration(self, it: int, synthetic, image_optimizer) -> float:
         cfg, ctx = self.config, self.ctx
-        g = ctx.rng(it)
         net = ctx.network("distill", it)
         net.train()
         for p in net.parameters():
@@ -31,7 +30,8 @@ class DM(Method):
         loss = 0
         with ctx.timed("match"):    # the selector's share inside is counted as selection
             for c in ctx.classes:
-                real, _, syn, _ = ctx.paired_batches(c, net, synthetic, g, cfg.match.batch_real, self.augment)
+                real, _, syn, _ = ctx.paired_batches(c, net, synthetic, ctx.rng(it, "class", c), cfg.match.batch_real,
+                                                     self.augment)
                 with torch.no_grad():
                     real_mean = net.embed(real).mean(0)
                 loss = loss + (real_mean - net.embed(syn).mean(0)).pow(2).sum()
