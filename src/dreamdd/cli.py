@@ -39,7 +39,9 @@ def distill_parser(sub) -> None:
                                    "matching); --selector random --init real is plain IDC. Writes a run folder "
                                    "with config.yaml, metrics.jsonl, summary.json, distilled.safetensors, "
                                    "metadata.json, grid.png and checkpoint.pt, locked while written; "
-                                   "metadata.json and checkpoint.pt carry checksums, verified on load.")
+                                   "metadata.json and checkpoint.pt carry checksums, verified on load. Under "
+                                   "`torchrun --nproc_per_node N -m dreamdd distill ...` the classes are shared out "
+                                   "among N processes and rank 0 writes the run folder; a run resumes with any N.")
     p.add_argument("--dataset", help="digits, mnist, fashion-mnist, cifar10, cifar100, svhn, tiny-imagenet, "
                                      "imagenet-1k, an ImageNet subset (imagenette, imagewoof, imagenet-10, ...), a "
                                      "folder of class sub-folders, or an .npz (see `dreamdd datasets`)")
@@ -77,7 +79,8 @@ def evaluate_parser(sub) -> None:
                                    "protocol (--protocol); reports the test accuracy at the checkpoint chosen on "
                                    "the validation split and after the last epoch, never choosing on test. "
                                    "PATH is a dreamdd run folder or artifact, a .pt or .npz of images and "
-                                   "labels (loaded without running code), or a folder of class sub-folders.")
+                                   "labels (loaded without running code), or a folder of class sub-folders. Under "
+                                   "torchrun the networks are shared out among the processes (same results).")
     p.add_argument("path", nargs="?", help="the distilled set (omit with --whole-dataset)")
     p.add_argument("--model", help="evaluation network (default: the one the set was distilled with)")
     p.add_argument("--models", help="comma-separated networks, e.g. convnet3,resnet10_bn,densenet121: "

@@ -37,7 +37,8 @@ def _collective(name: str, *args: Any, **kwargs: Any) -> None:
     try:
         getattr(_dist(), name)(*args, **kwargs)
     except RuntimeError as error:
-        reason = (str(error).strip().splitlines() or [type(error).__name__])[-1][:300]
+        reason = (str(error).strip().splitlines() or [type(error).__name__])[-1]
+        reason = reason.rsplit("] ", 1)[-1].split(". ")[0][:200]    # gloo: "[file:line] Read error ...: reset. ..."
         raise DreamddError(f"another process of this torchrun stopped or stopped answering ({reason}); rank 0's "
                            "run folder keeps its last checkpoint: continue with dreamdd distill --resume RUN_DIR "
                            "once the cause (see that process's message) is fixed") from None

@@ -144,7 +144,8 @@ class Evaluator:
         trains them): under torchrun rank r trains runs r, r + N, ... and the results are gathered."""
         if not self.world.distributed:
             return self.train_local(trainset, runs, epochs, test)
-        mine = self.train_local(trainset, runs[self.world.rank::self.world.size], epochs, test)
+        mine = [{**result, "rank": self.world.rank}
+                for result in self.train_local(trainset, runs[self.world.rank::self.world.size], epochs, test)]
         results = {r["run"]: r for part in self.world.gather(mine) for r in part}
         return [results[r] for r in runs]
 

@@ -17,7 +17,7 @@ from typing import Any, Callable
 import torch
 from tqdm.auto import tqdm
 
-from .. import __version__
+from .. import __version__, faults
 from ..artifact import Distilled, save_distilled
 from ..config import Config, fingerprint, model_options
 from ..data import LoadedDataset, dataset_reference
@@ -247,6 +247,10 @@ class Distiller:
                  f"{self.image_lr:.3g} ({self.method.image_space} space"
                  f"{', clamped to [0, 1]' if self.method.clamps else ', never clamped'}), iterations "
                  f"{start}->{cfg.distill.iterations}, device {self.device}")
+        owners = self.world.gather(self.classes)
+        if len(owners) > 1:
+            self.log("classes by rank: " + "; ".join(f"{rank}: {' '.join(map(str, classes))}"
+                                                     for rank, classes in enumerate(owners)))
         self.log(f"evaluation: protocol {e.protocol}, augmentation {e.augment or 'none'} (mode {e.augment_mode}), "
                  f"CutMix p {e.cutmix_prob}, {e.epochs} epochs, batch {e.batch}")
 
@@ -258,6 +262,8 @@ class Distiller:
         if self.method.reselects_every_iteration:
             self.selector.reset()         # the matching network is new: cached choices are stale
         loss = self.method.outer_iteration(it, synthetic, self.image_optimizer)
+        if self.world.distributed:    # where the tests stop one rank (not a write point of one process)
+            faults.reached(f"outer-iteration@rank{self.world.rank}")
         loss = self.world.weighted_mean(loss, len(self.classes))     # the mean over all classes
         done = it + 1
         self._each("on_step_end", done, synthetic, loss, time.perf_counter() - t0)
