@@ -16,6 +16,7 @@ import pytest
 import torch
 
 import dreamdd
+from dreamdd.cli import main
 from dreamdd.distributed import World
 from dreamdd.errors import DreamddError
 
@@ -124,6 +125,19 @@ def test_a_rank_that_dies_stops_the_run_and_its_last_checkpoint_resumes(runs):
     assert "another process of this torchrun stopped" in done.stderr or "terminated" in done.stderr
     one_process(None, 3, resume=root / "killed")                   # from the checkpoint after iteration 1
     assert_close(root / "three", root / "killed")
+
+
+def test_a_user_error_under_torchrun_is_said_once(tmp_path):
+    done = torchrun("distill", "--dataset", "no-such-set", "--ipc", 1, "--quiet", "--out", tmp_path / "r")
+    assert done.returncode != 0 and done.stderr.count("dreamdd: error") == 1, done.stderr[-2000:]
+    assert "unknown dataset 'no-such-set'" in done.stderr
+
+
+def test_commands_that_do_not_share_work_refuse_torchrun(monkeypatch, capsys):
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
+    assert main(["presets"]) == 2
+    assert "dreamdd presets runs in one process" in capsys.readouterr().err
 
 
 def test_more_processes_than_classes_is_one_clear_error():

@@ -141,7 +141,9 @@ def _follow(world: World) -> RunResult:
     """A rank other than 0 under torchrun: run the loop for its classes as rank 0 planned it; write nothing."""
     plan = world.broadcast()
     if "error" in plan:
-        raise DreamddError(plan["error"])
+        error = DreamddError(plan["error"])
+        error.said_by_rank_0 = True      # the command line leaves it to rank 0 to print
+        raise error
     config, path = plan["config"], Path(plan["path"])
     if plan["reuse"]:
         return RunResult(path, None, {"rank": world.rank})
@@ -162,10 +164,6 @@ def _distill_in(session: RunSession, config: Config, state: dict[str, Any] | Non
     if tensorboard:
         run.enable_tensorboard()
     with session.attempt():
-        if world.distributed:
-            lead.send({"config": config, "state": state, "evaluate": evaluate, "reuse": reuse, "path": str(run.path)})
-            log(f"torchrun: {world.size} processes, classes dealt round-robin (rank r learns classes r, r + "
-                f"{world.size}, ...); rank 0 writes this folder")
         torch_device = world.device(resolve_device(config.device))
         data = load_data(config, quiet=quiet)
         log(f"data: {data.info.name} from {data.source}: {len(data.train)} train / {data.val_size} validation / "
@@ -176,6 +174,10 @@ def _distill_in(session: RunSession, config: Config, state: dict[str, Any] | Non
             write_json(run.file(BUDGET), plan)
             write_text(run.file(CONFIG), dump_yaml(config))
         distiller = Distiller(config, data, torch_device, run, quiet, log=log, world=world)
+        if world.distributed:    # sent once rank 0 found the data and the settings sound, so errors are said once
+            lead.send({"config": config, "state": state, "evaluate": evaluate, "reuse": reuse, "path": str(run.path)})
+            log(f"torchrun: {world.size} processes, classes dealt round-robin (rank r learns classes r, r + "
+                f"{world.size}, ...); rank 0 writes this folder")
         if reuse:
             distilled = load_distilled(run.path)
             distiller.timings = Timings.restored(state["timings"] if state else {})

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 import threading
@@ -406,14 +407,34 @@ def _terminate(signal_number, frame) -> None:
     raise Interrupted("terminated", signal_number)
 
 
+TORCHRUN_COMMANDS = ("distill", "evaluate")     # the commands that share their work among torchrun's processes
+
+
+def _torchrun_rank() -> tuple[int, int]:
+    """(world size, rank) under torchrun, (1, 0) without it: read from the environment, before torch is imported."""
+    try:
+        size = int(os.environ.get("WORLD_SIZE", "1"))
+        return (size, int(os.environ.get("RANK", "0"))) if size > 1 else (1, 0)
+    except ValueError:
+        return 1, 0     # distributed.current_world says what is wrong, for the commands that use it
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     in_main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _terminate) if in_main_thread else None
+    size, rank = _torchrun_rank()
     try:
+        if size > 1 and args.command not in TORCHRUN_COMMANDS:
+            raise DreamddError(f"dreamdd {args.command} runs in one process; only {' and '.join(TORCHRUN_COMMANDS)} "
+                               "share their work under torchrun: run it without torchrun")
         return COMMANDS[args.command](args)
     except DreamddError as error:
-        print(f"dreamdd: error: {error}", file=sys.stderr)
+        if getattr(error, "said_by_rank_0", False):
+            # rank 0 says it and ends with status 2; ending here with 2 as well would let torchrun stop rank 0
+            # before it has said it
+            return 0
+        print(f"dreamdd: error{f' (rank {rank})' if rank else ''}: {error}", file=sys.stderr)
         return EXIT_USER_ERROR
     except OSError as error:   # a full disk, a read-only folder, a file where a folder should be
         print(f"dreamdd: error: {os_error_message(error)}", file=sys.stderr)
