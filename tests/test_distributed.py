@@ -23,7 +23,8 @@ from dreamdd.errors import DreamddError
 from conftest import SRC, tiny_settings
 
 TOLERANCE = 1e-3     # max pixel difference (pixels in [0, 1]); measured about 1e-7 after 2-3 tiny iterations
-SETTINGS = tiny_settings(synth={"ipc": 1}, distill={"iterations": 2}, eval={"repeats": 2})
+SETTINGS = tiny_settings(synth={"ipc": 1}, distill={"iterations": 2, "snapshot_every": 1, "eval_every": 1,
+                                                    "eval_repeats": 2}, eval={"repeats": 2})
 RUN = dict(ipc=1, method="idc", selector="dream", init="representative")
 
 
@@ -84,6 +85,26 @@ def test_two_processes_equal_one_and_rank_0_alone_writes(runs):
     assert sorted(p.name for p in (root / "two").iterdir()) == sorted(p.name for p in (root / "one").iterdir())
 
 
+def test_periodic_evaluation_and_snapshots_run_under_torchrun(runs):
+    root, _ = runs
+    for snapshot in ("iter-000000", "iter-000001", "iter-000002"):
+        assert_close(root / "one" / "snapshots" / snapshot, root / "two" / "snapshots" / snapshot)
+    events = [json.loads(line) for line in (root / "two" / "metrics.jsonl").read_text().splitlines()]
+    periodic = [e for e in events if e["event"] == "eval" and not e.get("final")]
+    assert [e["iteration"] for e in periodic] == [0, 1, 2] and all(e["repeats"] == 2 for e in periodic)
+    assert [e["iteration"] for e in events if e["event"] == "iteration"] == [1, 2]
+
+
+def test_dsa_in_two_processes_equals_one(tmp_path):
+    """DSA trains its network on the whole synthetic set (gathered) and sums its loss over the rank's classes."""
+    settings = tiny_settings(synth={"ipc": 1}, distill={"iterations": 1})
+    dreamdd.distill("digits", ipc=1, method="dsa", out=tmp_path / "one", overrides=settings, evaluate=False)
+    done = torchrun("distill", "--dataset", "digits", "--ipc", 1, "--method", "dsa", *as_set_options(settings),
+                    "--no-eval", "--quiet", "--out", tmp_path / "two")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert_close(tmp_path / "one", tmp_path / "two")
+
+
 def test_a_two_process_run_resumes_in_one_process(runs):
     root, _ = runs
     shutil.copytree(root / "two", root / "two-then-one")
@@ -116,8 +137,9 @@ def test_a_two_process_evaluation_equals_one(runs):
 def test_a_rank_that_dies_stops_the_run_and_its_last_checkpoint_resumes(runs):
     root, _ = runs
     done = torchrun("distill", "--dataset", "digits", "--ipc", 1, "--method", "idc", "--selector", "dream",
-                    "--init", "representative", *as_set_options(SETTINGS), "--iterations", 3, "--quiet",
-                    "--out", root / "killed", DREAMDD_KILL_AT="outer-iteration@rank1#2")
+                    "--init", "representative", *as_set_options(SETTINGS), "--set=distill.eval_every=0",
+                    "--set=distill.snapshot_every=0", "--iterations", 3, "--no-eval", "--quiet",
+                    "--out", root / "killed", DREAMDD_KILL_AT="outer-iteration@rank1#2")   # images as "three"
     assert done.returncode != 0
     summary = json.loads((root / "killed" / "summary.json").read_text())
     assert summary["status"] in ("failed", "interrupted") and "--resume" in summary["resume_with"]
