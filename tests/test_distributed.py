@@ -78,7 +78,7 @@ def test_two_processes_equal_one_and_rank_0_alone_writes(runs):
     assert_close(root / "one", root / "two")
     assert done.stdout.count("results:") == 1 and done.stdout.count("test accuracy") == 1    # rank 0 alone speaks
     summary = json.loads((root / "two" / "summary.json").read_text())
-    assert summary["status"] == "finished" and summary["iterations"] == 2
+    assert summary["status"] == "finished" and summary["iterations"] == 2 and summary["processes"] == 2
     log = (root / "two" / "log.txt").read_text()
     assert "torchrun: 2 processes" in log and log.count("distilling digits") == 1
     assert "classes by rank: 0: 0 2 4 6 8; 1: 1 3 5 7 9" in log            # each rank learned its own classes

@@ -190,6 +190,7 @@ def _distill_in(session: RunSession, config: Config, state: dict[str, Any] | Non
                    "ipc": config.synth.ipc, "factor": config.synth.factor, "method": config.match.method,
                    "selector": config.select.selector, "init": config.synth.init, "seed": config.seed,
                    "iterations": distilled.metadata["iterations"], "device": str(torch_device),
+                   "processes": world.size,
                    "val_size": data.val_size, "wall_seconds": session.elapsed(),
                    "timings": distiller.timings.as_dict(), "artifact": str(run.file(TENSORS)),
                    "evaluation": _brief(distilled.metadata.get("evaluation")),
