@@ -1,8 +1,9 @@
 """Many processes: `torchrun -m dreamdd` with the gloo backend on this CPU, against one process.
 
 A 2-process run learns each class on one rank; its artifact equals the 1-process one up to float rounding
-(TOLERANCE: the data-parallel network update sums gradient shares, and a kernel's last bit may depend on where its
-operands lie in memory), whatever the number of processes that resume it. Evaluation networks are keyed by their
+(TOLERANCE: the data-parallel network update sums gradient shares; and a process that computes fewer classes gets
+some last bits differently even without any collective: one process running DM on classes 1, 3, 5, 7, 9 only
+differs from the all-class run by one ulp in two of them), whatever the number of processes that resume it. Evaluation networks are keyed by their
 index, so a 2-process evaluation equals the 1-process one exactly."""
 from __future__ import annotations
 
