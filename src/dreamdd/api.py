@@ -2,9 +2,10 @@
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import yaml
 
@@ -14,6 +15,7 @@ from .config import (OWN_DATA_PRESET, Config, deep_update, dump_yaml, fingerprin
                      validate)
 from .devices import resolve_device
 from .precision import resolve as resolve_precision
+from .distributed import SINGLE, World, current_world
 from .engine.distiller import Distiller
 from .budget import parse_duration, plan_budget
 from .coreset import feature_network, select_coreset
@@ -60,42 +62,98 @@ def distill(dataset: str | None = None, ipc: int | None = None, *, preset: str |
     (dreamdd.budget). `precision` (fp32, bf16, auto: dreamdd.precision) is resolved here, so config.yaml names
     the one the run uses.
     """
-    if resume is not None and budget is not None:
-        raise DreamddError("--budget plans a new run; a resumed run keeps the plan in its config.yaml")
-    budget_seconds = parse_duration(budget) if budget is not None else None
-    if resume is not None:
-        session = RunSession.resume("distill", resume, RESUME_ACCEPTS, dict(
-            dataset=dataset, ipc=ipc, preset=preset, selector=selector, init=init, method=method, out=out,
-            overrides=overrides, seed=seed, precision=precision, data_root=data_root), quiet=quiet)
-    else:
-        if dataset is None:
-            raise DreamddError("no dataset given; name one (e.g. digits, mnist, cifar10) or a folder / .npz path")
-        named: dict[str, Any] = {}
-        for section, key, value in (("match", "method", method), ("select", "selector", selector),
-                                    ("synth", "init", init),
-                                    ("distill", "iterations", iterations), ("data", "root", data_root),
-                                    ("data", "image_size", image_size)):
-            if value is not None:
-                named.setdefault(section, {})[key] = value
-        for key, value in (("seed", seed), ("device", device), ("precision", precision)):
-            if value is not None:
-                named[key] = value
-        config = resolved_precision(resolve(dataset, ipc, preset, deep_update(named, overrides or {})))
-        name = (f"{Path(config.data.dataset).stem}-ipc{config.synth.ipc}-{config.match.method}-"
-                f"{config.select.selector}-s{config.seed}")
-        session = RunSession.create("distill", out, name, quiet=quiet)
-    with session:
-        reuse = False
+    world = current_world()
+    if not world.is_main:
+        return _follow(world)
+    with _leading(world) as lead:
+        if resume is not None and budget is not None:
+            raise DreamddError("--budget plans a new run; a resumed run keeps the plan in its config.yaml")
+        if budget is not None and world.distributed:
+            raise DreamddError("--budget plans a run on one process's clock and is not planned under torchrun: "
+                               "give --iterations instead, or start the --budget run in one process and continue "
+                               "it under torchrun with --resume")
+        budget_seconds = parse_duration(budget) if budget is not None else None
         if resume is not None:
-            config, state, evaluate, reuse = _resume(session, iterations, device, evaluate)
+            session = RunSession.resume("distill", resume, RESUME_ACCEPTS, dict(
+                dataset=dataset, ipc=ipc, preset=preset, selector=selector, init=init, method=method, out=out,
+                overrides=overrides, seed=seed, precision=precision, data_root=data_root), quiet=quiet)
         else:
-            state, evaluate = None, evaluate is not False
-        session.begin({"command": "distill", "evaluate": evaluate}, dump_yaml(config))
-        if resume is None and preset is None and config.preset == OWN_DATA_PRESET:
-            session.log(f"no preset is made for dataset {config.data.dataset!r}: preset {OWN_DATA_PRESET} applies (sized "
-                f"for a CPU: {config.distill.iterations} x {config.distill.inner_loop} iterations, evaluation "
-                "without flip; see `dreamdd presets`); name another with --preset")
-        return _distill_in(session, config, state, evaluate, reuse, tensorboard, budget_seconds)
+            session, config = _new_session(dataset, ipc, preset, dict(
+                method=method, selector=selector, init=init, iterations=iterations, data_root=data_root,
+                image_size=image_size, seed=seed, device=device, precision=precision), overrides, out, quiet)
+        with session:
+            reuse = False
+            if resume is not None:
+                config, state, evaluate, reuse = _resume(session, iterations, device, evaluate)
+            else:
+                state, evaluate = None, evaluate is not False
+            session.begin({"command": "distill", "evaluate": evaluate}, dump_yaml(config))
+            if resume is None and preset is None and config.preset == OWN_DATA_PRESET:
+                session.log(f"no preset is made for dataset {config.data.dataset!r}: preset {OWN_DATA_PRESET} "
+                            f"applies (sized for a CPU: {config.distill.iterations} x {config.distill.inner_loop} "
+                            "iterations, evaluation without flip; see `dreamdd presets`); name another with --preset")
+            return _distill_in(session, config, state, evaluate, reuse, tensorboard, budget_seconds, lead)
+
+
+def _new_session(dataset: str | None, ipc: int | None, preset: str | None, named_values: dict[str, Any],
+                 overrides: dict[str, Any] | None, out, quiet: bool) -> tuple[RunSession, Config]:
+    """A new distill run's settings (defaults <- preset <- named arguments <- overrides) and its run folder."""
+    if dataset is None:
+        raise DreamddError("no dataset given; name one (e.g. digits, mnist, cifar10) or a folder / .npz path")
+    named: dict[str, Any] = {}
+    for section, key, value in (("match", "method", "method"), ("select", "selector", "selector"),
+                                ("synth", "init", "init"), ("distill", "iterations", "iterations"),
+                                ("data", "root", "data_root"), ("data", "image_size", "image_size")):
+        if named_values[value] is not None:
+            named.setdefault(section, {})[key] = named_values[value]
+    for key in ("seed", "device", "precision"):
+        if named_values[key] is not None:
+            named[key] = named_values[key]
+    config = resolved_precision(resolve(dataset, ipc, preset, deep_update(named, overrides or {})))
+    name = (f"{Path(config.data.dataset).stem}-ipc{config.synth.ipc}-{config.match.method}-"
+            f"{config.select.selector}-s{config.seed}")
+    return RunSession.create("distill", out, name, quiet=quiet), config
+
+
+class _Lead:
+    """Rank 0's side of a distill under torchrun: it tells the other ranks what to run, once, or why not."""
+
+    def __init__(self, world: World):
+        self.world, self.sent = world, False
+
+    def send(self, plan: dict[str, Any]) -> None:
+        self.sent = True
+        self.world.broadcast(plan)
+
+
+@contextmanager
+def _leading(world: World) -> Iterator[_Lead]:
+    """Rank 0 prepares the run; if it stops before telling the other ranks what to run, they are told why, so
+    that every rank ends with the same one message instead of waiting on a collective."""
+    lead = _Lead(world)
+    try:
+        yield lead
+    except BaseException as error:
+        if world.distributed and not lead.sent:
+            lead.send({"error": str(error) or type(error).__name__})
+        raise
+
+
+def _follow(world: World) -> RunResult:
+    """A rank other than 0 under torchrun: run the loop for its classes as rank 0 planned it; write nothing."""
+    plan = world.broadcast()
+    if "error" in plan:
+        error = DreamddError(plan["error"])
+        error.said_by_rank_0 = True      # the command line leaves it to rank 0 to print
+        raise error
+    config, path = plan["config"], Path(plan["path"])
+    if plan["reuse"]:
+        return RunResult(path, None, {"rank": world.rank})
+    torch_device = world.device(resolve_device(config.device))
+    data = load_data(config, quiet=True)
+    distilled = Distiller(config, data, torch_device, None, True, world=world).run(
+        resume=plan["state"], final_eval=plan["evaluate"])
+    return RunResult(path, distilled, {"rank": world.rank})
 
 
 def resolved_precision(config: Config) -> Config:
@@ -105,15 +163,16 @@ def resolved_precision(config: Config) -> Config:
 
 
 def _distill_in(session: RunSession, config: Config, state: dict[str, Any] | None, evaluate: bool, reuse: bool,
-                tensorboard: bool, budget_seconds: float | None = None) -> RunResult:
+                tensorboard: bool, budget_seconds: float | None = None, lead: _Lead | None = None) -> RunResult:
     """Distill in a locked run folder from `state` (None: from the start); with `reuse`, the artifact there is
     already the run's result and only grid.png and summary.json are left to write; with `budget_seconds`, a new
-    run is first planned for that wall time (budget.json)."""
+    run is first planned for that wall time (budget.json); under torchrun `lead` tells the other ranks the plan."""
     run, log, quiet = session.run, session.log, session.quiet
+    world = lead.world if lead is not None else SINGLE
     if tensorboard:
         run.enable_tensorboard()
     with session.attempt():
-        torch_device = resolve_device(config.device)
+        torch_device = world.device(resolve_device(config.device))
         data = load_data(config, quiet=quiet)
         log(f"data: {data.info.name} from {data.source}: {len(data.train)} train / {data.val_size} validation / "
             f"{len(data.test)} test images")
@@ -122,7 +181,11 @@ def _distill_in(session: RunSession, config: Config, state: dict[str, Any] | Non
             config, plan, initial = plan_budget(config, data, torch_device, budget_seconds, log, quiet)
             write_json(run.file(BUDGET), plan)
             write_text(run.file(CONFIG), dump_yaml(config))
-        distiller = Distiller(config, data, torch_device, run, quiet, log=log)
+        distiller = Distiller(config, data, torch_device, run, quiet, log=log, world=world)
+        if world.distributed:    # sent once rank 0 found the data and the settings sound, so errors are said once
+            lead.send({"config": config, "state": state, "evaluate": evaluate, "reuse": reuse, "path": str(run.path)})
+            log(f"torchrun: {world.size} processes, classes dealt round-robin (rank r learns classes r, r + "
+                f"{world.size}, ...); rank 0 writes this folder")
         if reuse:
             distilled = load_distilled(run.path)
             distiller.timings = Timings.restored(state["timings"] if state else {})
@@ -135,7 +198,7 @@ def _distill_in(session: RunSession, config: Config, state: dict[str, Any] | Non
                    "ipc": config.synth.ipc, "factor": config.synth.factor, "method": config.match.method,
                    "selector": config.select.selector, "init": config.synth.init, "seed": config.seed,
                    "iterations": distilled.metadata["iterations"], "device": str(torch_device),
-                   "precision": config.precision,
+                   "precision": config.precision, "processes": world.size,
                    "val_size": data.val_size, "wall_seconds": session.elapsed(),
                    "timings": distiller.timings.as_dict(), "artifact": str(run.file(TENSORS)),
                    "evaluation": _brief(distilled.metadata.get("evaluation")),
@@ -240,8 +303,10 @@ def evaluate_models(source: str | os.PathLike | Distilled, models: Sequence[str 
     images, labels = distilled.decoded()
     # what the set's method learned that its evaluation must use (MTT: its learned lr and ZCA whitening)
     learned_lr, preprocess = learned_eval_settings(distilled.metadata.get("method"), distilled.extra)
-    evaluator = Evaluator(data, recipe, resolve_device(device), seed, learned_lr=learned_lr, preprocess=preprocess,
-                          workers=workers, quiet=quiet, precision=precision)
+    world = current_world()
+    evaluator = Evaluator(data, recipe, world.device(resolve_device(device)), seed, learned_lr=learned_lr,
+                          preprocess=preprocess, workers=workers, quiet=quiet or not world.is_main, world=world,
+                          precision=precision)
     distilled_with = distilled.metadata.get("model", {"name": "convnet"})
     return [evaluator.with_model(*evaluation_network(distilled_with, recipe, model))
             .evaluate(images, labels, repeats=repeats, epochs=epochs) for model in models]
@@ -262,9 +327,10 @@ def evaluate_whole_dataset(dataset: str, *, model: str | None = None, repeats: i
     """The upper bound: the same recipe on the whole training split (less the validation split)."""
     data = datasets.load(dataset, root=data_root or "data", val_size=val_size, seed=seed)
     recipe = resolve_recipe({}, dataset, overrides, protocol)
-    torch_device = resolve_device(device)
+    world = current_world()
+    torch_device = world.device(resolve_device(device))
     evaluator = Evaluator(data, recipe, torch_device, seed, model or recipe.model or "convnet", workers=workers,
-                          quiet=quiet, precision=precision)
+                          quiet=quiet or not world.is_main, world=world, precision=precision)
     return evaluator.evaluate_training_set(BankTrainingSet(data.train, data.info, torch_device), repeats=repeats,
                                            epochs=epochs)
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 import threading
@@ -47,7 +48,9 @@ def distill_parser(sub) -> None:
                                    "matching); --selector random --init real is plain IDC. Writes a run folder "
                                    "with config.yaml, metrics.jsonl, summary.json, distilled.safetensors, "
                                    "metadata.json, grid.png and checkpoint.pt, locked while written; "
-                                   "metadata.json and checkpoint.pt carry checksums, verified on load.")
+                                   "metadata.json and checkpoint.pt carry checksums, verified on load. Under "
+                                   "`torchrun --nproc_per_node N -m dreamdd distill ...` the classes are shared out "
+                                   "among N processes and rank 0 writes the run folder; a run resumes with any N.")
     p.add_argument("--dataset", help="digits, mnist, fashion-mnist, cifar10, cifar100, svhn, tiny-imagenet, "
                                      "imagenet-1k, an ImageNet subset (imagenette, imagewoof, imagenet-10, ...), a "
                                      "folder of class sub-folders, or an .npz (see `dreamdd datasets`)")
@@ -86,7 +89,8 @@ def evaluate_parser(sub) -> None:
                                    "protocol (--protocol); reports the test accuracy at the checkpoint chosen on "
                                    "the validation split and after the last epoch, never choosing on test. "
                                    "PATH is a dreamdd run folder or artifact, a .pt or .npz of images and "
-                                   "labels (loaded without running code), or a folder of class sub-folders.")
+                                   "labels (loaded without running code), or a folder of class sub-folders. Under "
+                                   "torchrun the networks are shared out among the processes (same results).")
     p.add_argument("path", nargs="?", help="the distilled set (omit with --whole-dataset)")
     p.add_argument("--model", help="evaluation network (default: the one the set was distilled with)")
     p.add_argument("--models", help="comma-separated networks, e.g. convnet3,resnet10_bn,densenet121: "
@@ -234,6 +238,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run_distill(args) -> int:
     from .api import distill
+    from .distributed import current_world
     from .config import parse_overrides
     if args.resume is None and (args.dataset is None or (args.ipc is None and args.preset is None)):
         raise DreamddError("distill needs --dataset and --ipc (or a --preset), or --resume RUN_DIR")
@@ -244,6 +249,8 @@ def run_distill(args) -> int:
                      resume=args.resume,
                      evaluate=False if args.no_eval else None, tensorboard=args.tensorboard, budget=args.budget,
                      quiet=args.quiet)
+    if not current_world().is_main:    # under torchrun rank 0 alone speaks
+        return 0
     evaluation = result.summary.get("evaluation")
     if evaluation:
         print(accuracy_text(evaluation))
@@ -264,6 +271,7 @@ def run_evaluate(args) -> int:
     from pathlib import Path
 
     from .api import evaluate_models, evaluate_whole_dataset
+    from .distributed import current_world
     from .config import parse_overrides
     from .tables import markdown, write_tables
     common = dict(repeats=args.repeats, epochs=args.epochs, data_root=args.data_root, protocol=args.protocol,
@@ -279,6 +287,8 @@ def run_evaluate(args) -> int:
         results = evaluate_models(args.path, models, dataset=args.dataset, mean=_floats(args.mean),
                                   std=_floats(args.std), factor=args.factor, **common)
         title = f"{args.path}"
+    if not current_world().is_main:    # under torchrun rank 0 alone prints and writes the table
+        return 0
     if args.json:
         print(json.dumps(results if len(results) > 1 else results[0], indent=2))
     elif len(results) == 1:
@@ -409,14 +419,34 @@ def _terminate(signal_number, frame) -> None:
     raise Interrupted("terminated", signal_number)
 
 
+TORCHRUN_COMMANDS = ("distill", "evaluate")     # the commands that share their work among torchrun's processes
+
+
+def _torchrun_rank() -> tuple[int, int]:
+    """(world size, rank) under torchrun, (1, 0) without it: read from the environment, before torch is imported."""
+    try:
+        size = int(os.environ.get("WORLD_SIZE", "1"))
+        return (size, int(os.environ.get("RANK", "0"))) if size > 1 else (1, 0)
+    except ValueError:
+        return 1, 0     # distributed.current_world says what is wrong, for the commands that use it
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     in_main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _terminate) if in_main_thread else None
+    size, rank = _torchrun_rank()
     try:
+        if size > 1 and args.command not in TORCHRUN_COMMANDS:
+            raise DreamddError(f"dreamdd {args.command} runs in one process; only {' and '.join(TORCHRUN_COMMANDS)} "
+                               "share their work under torchrun: run it without torchrun")
         return COMMANDS[args.command](args)
     except DreamddError as error:
-        print(f"dreamdd: error: {error}", file=sys.stderr)
+        if getattr(error, "said_by_rank_0", False):
+            # rank 0 says it and ends with status 2; ending here with 2 as well would let torchrun stop rank 0
+            # before it has said it
+            return 0
+        print(f"dreamdd: error{f' (rank {rank})' if rank else ''}: {error}", file=sys.stderr)
         return EXIT_USER_ERROR
     except OSError as error:   # a full disk, a read-only folder, a file where a folder should be
         print(f"dreamdd: error: {os_error_message(error)}", file=sys.stderr)

@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 from .config import (Config, EvalConfig, default_preset, load_preset, merge, model_options, protocol_eval,
                      validate)
 from .data import ClassBank, DatasetInfo, LoadedDataset
+from .distributed import SINGLE, World
 from .errors import DreamddError
 from .precision import autocast
 from .precision import resolve as resolve_precision
@@ -78,9 +79,10 @@ class Evaluator:
     """Trains fresh `model` networks on a set under `recipe` and tests them on `data`'s splits, on `device`, with
     every network's weights and batches derived from `seed`. `learned_lr` (a set's learned rate) replaces
     recipe.lr when the protocol asks for it (recipe.learned_lr); `preprocess` is a fixed input transform the set
-    was distilled with (MTT's ZCA whitening). `workers` > 1 trains the networks in parallel processes (CPU).
-    `precision` (fp32, bf16 or auto, resolved on construction) is what the training steps and the validation
-    passes run in; the test accuracies are always measured in fp32."""
+    was distilled with (MTT's ZCA whitening). `workers` > 1 trains the networks in parallel processes (CPU);
+    under torchrun (`world`) the ranks share the networks out and every rank gets every result. `precision`
+    (fp32, bf16 or auto, resolved on construction) is what the training steps and the validation passes run in;
+    the test accuracies are always measured in fp32."""
     data: LoadedDataset
     recipe: EvalConfig
     device: torch.device
@@ -91,6 +93,7 @@ class Evaluator:
     preprocess: torch.nn.Module | None = None
     workers: int = 1
     quiet: bool = True
+    world: World = SINGLE
     precision: str = "fp32"
 
     def __post_init__(self):
@@ -98,11 +101,12 @@ class Evaluator:
 
     @classmethod
     def for_config(cls, config: Config, data: LoadedDataset, device: torch.device, *, learned_lr: float | None = None,
-                   preprocess: torch.nn.Module | None = None, quiet: bool = True) -> "Evaluator":
+                   preprocess: torch.nn.Module | None = None, quiet: bool = True,
+                   world: World = SINGLE) -> "Evaluator":
         """The evaluation a distillation or coreset run's settings ask for (its eval section and network)."""
         model, options = evaluation_network({"name": config.model.name, **model_options(config)}, config.eval)
         return cls(data, config.eval, device, config.seed, model, options, learned_lr, preprocess, quiet=quiet,
-                   precision=config.precision)
+                   precision=config.precision, world=world)
 
     def with_model(self, model: str, options: dict[str, Any]) -> "Evaluator":
         return replace(self, model=model, model_options=options)
@@ -145,7 +149,19 @@ class Evaluator:
         return summary
 
     def train_networks(self, trainset, runs: list[int], epochs: int, test: bool) -> list[dict[str, Any]]:
-        """Train the networks `runs` (indices: each one's seed stream); in `workers` processes when > 1 (CPU)."""
+        """Train the networks `runs` (indices: each one's seed stream, so the results do not depend on who
+        trains them): under torchrun rank r trains runs r, r + N, ... and the results are gathered."""
+        if not self.world.distributed:
+            return self.train_local(trainset, runs, epochs, test)
+        mine = [{**result, "rank": self.world.rank}
+                for result in self.train_local(trainset, runs[self.world.rank::self.world.size], epochs, test)]
+        results = {r["run"]: r for part in self.world.gather(mine) for r in part}
+        return [results[r] for r in runs]
+
+    def train_local(self, trainset, runs: list[int], epochs: int, test: bool) -> list[dict[str, Any]]:
+        """Train the networks `runs` in this process; in `workers` processes when > 1 (CPU)."""
+        if not runs:
+            return []
         bar = tqdm(total=len(runs) * epochs, desc=f"evaluate {self.model}", unit="epoch", disable=self.quiet,
                    leave=False)
         try:

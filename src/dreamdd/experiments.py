@@ -7,7 +7,8 @@ parses its arguments, calls this, prints and writes its results.
   mean and std of snapshot accuracies, iterations (and seconds) to reach a target, snapshots picked by wall time;
 - work: tasks run in parallel processes of one thread each, what a result file records about the machine;
 - the benchmark network (ConvNet-3, instance norm) and its chunked embedding with optional bf16 / channels_last,
-  and IDC's network update on real images.
+  and IDC's network update on real images;
+- dispatch counts: ATen operations and host syncs (scalar reads, value-shaped operations) of a distillation.
 """
 from __future__ import annotations
 
@@ -244,3 +245,79 @@ def load_cifar(root: str):
     """CIFAR-10 from `root` with the default split (never downloaded by a benchmark)."""
     from .data import load
     return load("cifar10", root=root, val_size=0.1, seed=0, download=False)
+
+
+# ---- dispatch counts -----------------------------------------------------------------------------------------
+# Operations that hand a value to the host (.item(), float(t), bool(t), torch.equal) and those whose output shape
+# depends on the values (nonzero, masked_select, unique): on a GPU each waits for the device. The mode sees the
+# outermost operation only (what runs inside one is below it), so item and _local_scalar_dense both count.
+SCALAR_READS = ("item", "_local_scalar_dense", "is_nonzero", "equal")
+VALUE_SHAPED = ("nonzero", "masked_select", "unique", "_unique", "_unique2", "unique_consecutive", "unique_dim")
+
+
+def dispatch_counter():
+    """A TorchDispatchMode that counts, inside its block, every ATen operation (on a GPU each is a kernel launch),
+    the scalar reads and the value-shaped operations among them (SCALAR_READS, VALUE_SHAPED: on a GPU each is a
+    host sync), and each operation by name."""
+    import sys
+    from collections import Counter
+
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    package = str(Path(__file__).resolve().parent)
+
+    def place() -> str:
+        """The innermost dreamdd function on the stack (module:function), where a sync is asked for."""
+        frame = sys._getframe(2)
+        while frame is not None and not frame.f_code.co_filename.startswith(package):
+            frame = frame.f_back
+        if frame is None:
+            return "outside dreamdd"
+        return f"{Path(frame.f_code.co_filename).stem}:{frame.f_code.co_name}"
+
+    class DispatchCounter(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.ops, self.scalar_reads, self.value_shaped = 0, 0, 0
+            self.by_op, self.syncs_by_place = Counter(), Counter()
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            name = func.overloadpacket.__name__
+            self.ops += 1
+            self.by_op[name] += 1
+            self.scalar_reads += name in SCALAR_READS
+            self.value_shaped += name in VALUE_SHAPED
+            if name in SCALAR_READS or name in VALUE_SHAPED:
+                self.syncs_by_place[place()] += 1
+            return func(*args, **(kwargs or {}))
+
+    return DispatchCounter()
+
+
+def dispatch_counts(dataset: str = "digits", ipc: int = 2, iterations: int = 2,
+                    overrides: dict[str, Any] | None = None, top: int = 15, init: bool = True) -> dict[str, Any]:
+    """ATen operations and host syncs of a distillation (no run folder, no evaluation) on the CPU, for the whole
+    run and per inner iteration amortized over it: selection included, and the initialisation unless `init` is
+    False (then the loop alone)."""
+    import torch
+
+    from .config import deep_update, resolve
+    from .data import load_configured
+    from .engine.distiller import Distiller
+    fixed = {"distill": {"iterations": iterations, "eval_every": 0, "snapshot_every": 0}}
+    config = resolve(dataset, ipc, None, deep_update(overrides or {}, fixed))
+    data = load_configured(config)
+    distiller = Distiller(config, data, torch.device("cpu"))
+    initial = None if init else distiller.initial_set().images.detach()
+    with dispatch_counter() as counter:
+        distiller.run(final_eval=False, initial=initial)
+    inner = distiller.timings.inner_iterations
+    return {"dataset": dataset, "ipc": ipc, "method": config.match.method, "selector": config.select.selector,
+            "init": config.synth.init, "init_counted": init, "classes": data.info.num_classes, "outer_iterations": iterations,
+            "inner_iterations": inner, "ops": counter.ops, "scalar_reads": counter.scalar_reads,
+            "value_shaped": counter.value_shaped, "ops_per_inner": counter.ops / inner,
+            "scalar_reads_per_inner": counter.scalar_reads / inner,
+            "syncs_per_inner": (counter.scalar_reads + counter.value_shaped) / inner,
+            "reads_by_op": {name: counter.by_op[name] for name in SCALAR_READS + VALUE_SHAPED if counter.by_op[name]},
+            "syncs_by_place": dict(counter.syncs_by_place.most_common(top)),
+            "top_ops": dict(counter.by_op.most_common(top))}

@@ -8,6 +8,7 @@ from torch import nn
 
 from .augment import SiameseAugment, cutmix, soft_cross_entropy
 from .devices import place_network
+from .distributed import World
 from .models import create_model
 from .precision import autocast
 from .seeding import global_seed
@@ -28,20 +29,39 @@ def sgd(net: nn.Module, lr: float, momentum: float, weight_decay: float) -> torc
 
 def train_step(net: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
                num_classes: int, generator: torch.Generator, augment: SiameseAugment | None,
-               cutmix_prob: float, cutmix_beta: float = 1.0, precision: str = "fp32") -> float:
+               cutmix_prob: float, cutmix_beta: float = 1.0, precision: str = "fp32",
+               world: World | None = None) -> float:
     """One SGD step on a normalized batch: per-sample DSA, then CutMix, then soft-target cross-entropy; the
-    network's forward (and so its backward) in `precision` (resolved: fp32 or bf16), the loss in fp32."""
+    network's forward (and so its backward) in `precision` (resolved: fp32 or bf16), the loss in fp32.
+
+    With a `world` of several ranks (each holding the same batch, drawn from the same stream), each rank takes the
+    loss of its share of the augmented batch, weighted by the share's size, and the gradients are summed over
+    ranks: the full batch's mean gradient up to float rounding, the same network on every rank. A network with
+    batch norm (whose statistics would differ on a share) takes the whole batch on every rank instead."""
     net.train()
     if augment is not None:
         x = augment(x, generator, shared=False)
     x, targets = cutmix(x, y, num_classes, generator, beta=cutmix_beta, prob=cutmix_prob)
-    with autocast(precision, x.device):
-        logits = net(x)
-    loss = soft_cross_entropy(logits.float(), targets)
+    shared = world is not None and world.distributed and not has_batch_norm(net)
+    part = world.share(x.shape[0]) if shared else slice(0, x.shape[0])
     optimizer.zero_grad(set_to_none=True)
-    loss.backward()
+    value = 0.0
+    if part.stop > part.start:
+        with autocast(precision, x.device):
+            logits = net(x[part])
+        loss = soft_cross_entropy(logits.float(), targets[part])
+        if shared:
+            loss = loss * ((part.stop - part.start) / x.shape[0])
+        loss.backward()
+        value = float(loss.detach())
+    if shared:
+        world.sum_gradients(net)
     optimizer.step()
-    return float(loss.detach())
+    return value
+
+
+def has_batch_norm(net: nn.Module) -> bool:
+    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in net.modules())
 
 
 ACCURACY_CHUNK = 1000     # test images per forward pass when measuring accuracy (memory, not results)

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
 class Loop(Protocol):
     """What the callbacks use of the loop (the Distiller): its settings, data, method, context, run folder and
-    stopwatch, and its evaluation, records, log, snapshots and checkpoint state."""
+    stopwatch, and its evaluation, records, log, snapshots and checkpoints."""
     config: Any
     data: Any
     method: Any
@@ -30,7 +30,7 @@ class Loop(Protocol):
     def record(self, event: dict[str, Any]) -> None: ...
     def log(self, message: str) -> None: ...
     def save_snapshot(self, completed: int, synthetic: "SyntheticSet") -> None: ...
-    def checkpoint_state(self, completed: int, synthetic: "SyntheticSet") -> dict[str, Any]: ...
+    def save_checkpoint(self, completed: int, synthetic: "SyntheticSet") -> None: ...
 
 
 class Callback:
@@ -139,14 +139,15 @@ class Snapshots(Callback):
 
 
 class Checkpoints(Callback):
-    """The checkpoint a run resumes from, every distill.checkpoint_every outer iterations and at the last one."""
+    """The checkpoint a run resumes from, every distill.checkpoint_every outer iterations and at the last one
+    (on every rank under torchrun, which gathers it; rank 0 writes it)."""
 
     def __init__(self, every: int):
         self.every = every
 
     def on_iteration_end(self, loop, done, synthetic, last):
-        if loop.run_dir is not None and (done % self.every == 0 or last):
-            loop.run_dir.save_checkpoint(loop.checkpoint_state(done, synthetic))
+        if done % self.every == 0 or last:
+            loop.save_checkpoint(done, synthetic)
 
 
 def room_for_another(elapsed: float, last_iteration: float, max_minutes: float | None) -> bool:

@@ -1,6 +1,7 @@
 """The loop as its Method sees it: LoopContext implements methods.MethodContext for the Distiller (settings,
 data, fresh networks, the selector's real batches, the image step, training on real data, the stopwatch and the
-random stream of each outer iteration), so that a method never touches the loop itself."""
+random streams of each outer iteration), so that a method never touches the loop itself. Under torchrun it is one
+rank's view: its classes, and the collectives that keep the network the same on every rank."""
 from __future__ import annotations
 
 from contextlib import AbstractContextManager
@@ -10,6 +11,7 @@ import torch
 
 from ..config import Config, model_options
 from ..data import LoadedDataset
+from ..distributed import SINGLE, World
 from ..errors import DreamddError
 from ..precision import resolve as resolve_precision
 from ..seeding import generator
@@ -23,9 +25,10 @@ class LoopContext:
     batches, the image step, training on real data, the stopwatch and the random stream of each outer iteration."""
 
     def __init__(self, config: Config, data: LoadedDataset, device: torch.device, classes: list[int], selector,
-                 log: Callable[[str], None]):
+                 log: Callable[[str], None], world: World = SINGLE):
         self.config, self.data, self.device, self.classes = config, data, device, classes
         self.precision = resolve_precision(config.precision, device)
+        self.world = world
         self.selector = selector
         self.log = log
         self.timings = Timings()
@@ -38,8 +41,8 @@ class LoopContext:
         return build_network(self.config.model.name, info.num_classes, info.channels, info.image_size,
                              model_options(self.config), self.config.seed, *keys, device=self.device)
 
-    def rng(self, it: int) -> torch.Generator:
-        return generator(self.config.seed, "outer", it)
+    def rng(self, it: int, *keys: object) -> torch.Generator:
+        return generator(self.config.seed, "outer", it, *keys)
 
     def timed(self, part: str) -> AbstractContextManager[None]:
         return self.timings.part(part)
@@ -85,6 +88,19 @@ class LoopContext:
                 extra.step()
         return float(loss.detach())
 
+    def skip_class_step(self, image_optimizer: torch.optim.Optimizer) -> None:
+        with self.timings.part("match"):
+            for group in image_optimizer.param_groups:
+                for p in group["params"]:
+                    p.grad = torch.zeros_like(p)
+            image_optimizer.step()
+
+    def whole_set(self, synthetic: SyntheticSet) -> tuple[torch.Tensor, torch.Tensor]:
+        if not self.world.distributed:
+            return synthetic.decoded()
+        images = self.world.assemble_rows(synthetic.images, synthetic.ipc)
+        return SyntheticSet(images, synthetic.num_classes, synthetic.factor).decoded()
+
     def train_on_real(self, net: torch.nn.Module, optimizer: torch.optim.Optimizer, g: torch.Generator,
                       n_images: int) -> None:
         cfg, bank, info = self.config.distill, self.data.train, self.data.info
@@ -93,5 +109,5 @@ class LoopContext:
             while seen < n_images:
                 idx = bank.sample(min(cfg.net_batch, n_images - seen), g)
                 train_step(net, optimizer, self.real(idx), bank.labels[idx].to(self.device), info.num_classes, g,
-                           self.net_augment, cfg.cutmix_prob, precision=self.precision)
+                           self.net_augment, cfg.cutmix_prob, precision=self.precision, world=self.world)
                 seen += len(idx)

@@ -1,7 +1,11 @@
 """The Distiller: the loop every method shares (synthetic set, image optimizer, outer-iteration counter,
 final evaluation, the artifact) with a pluggable Method (IDC, DC, DSA, DM, MTT, DREAM+) and selector (random, or
 representative = DREAM). A method sees the loop only as a MethodContext (engine/context.py); progress, metrics,
-periodic evaluation, snapshots, checkpoints and the time budget are callbacks (engine/callbacks.py)."""
+periodic evaluation, snapshots, checkpoints and the time budget are callbacks (engine/callbacks.py).
+
+Under torchrun every rank runs this loop for the classes it owns (distributed.World): each keeps the whole image
+tensor but learns only its classes' rows; the set is assembled from the owners for evaluation, snapshots,
+checkpoints and the artifact, and only rank 0 (the one with a run folder) writes."""
 from __future__ import annotations
 
 import dataclasses
@@ -13,10 +17,11 @@ from typing import Any, Callable
 import torch
 from tqdm.auto import tqdm
 
-from .. import __version__
+from .. import __version__, faults
 from ..artifact import Distilled, save_distilled
 from ..config import Config, fingerprint, model_options
 from ..data import LoadedDataset, dataset_reference
+from ..distributed import SINGLE, World
 from ..errors import DreamddError
 from ..evaluation import Evaluator
 from ..image_optimizer import ImageSGD
@@ -34,19 +39,20 @@ from .timing import Timings
 
 
 class Distiller:
-    """Learns a SyntheticSet for `classes` (all by default) on one device; writes progress to a RunDir."""
+    """Learns a SyntheticSet for `classes` (by default those `world` gives this process: all of them in one
+    process) on one device; writes progress to a RunDir (rank 0's; None on the other ranks)."""
 
     def __init__(self, config: Config, data: LoadedDataset, device: torch.device, run: RunDir | None = None,
                  quiet: bool = True, classes: list[int] | None = None,
-                 log: Callable[[str], None] | None = None):
+                 log: Callable[[str], None] | None = None, world: World = SINGLE):
         self.config, self.data, self.device, self.run_dir, self.quiet = config, data, device, run, quiet
-        self.info = data.info
-        self.classes = list(range(self.info.num_classes)) if classes is None else list(classes)
+        self.info, self.world = data.info, world
+        self.classes = world.owned(self.info.num_classes) if classes is None else list(classes)
         self.log = log or (lambda message: None)
         self._check_sizes()
         self.selector = self._selector(config.select.selector)
         self.image_lr = config.image_lr(self.info.image_size[0])
-        self.context = LoopContext(config, data, device, self.classes, self.selector, self.log)
+        self.context = LoopContext(config, data, device, self.classes, self.selector, self.log, world)
         self.method = create_method(config.match.method, self.context)
         self.image_optimizer: ImageSGD | None = None
         self.callbacks: list[Callback] = []
@@ -81,7 +87,8 @@ class Distiller:
                                precision=resolve_precision(self.config.precision, self.device))
 
     def initial_set(self) -> SyntheticSet:
-        """Noise, random real images, or representative real images (k-means on a fresh network's features)."""
+        """Noise, random real images, or representative real images (k-means on a fresh network's features);
+        each class's choice from its own stream (seed, "init", c), made by the rank that owns the class."""
         cfg = self.config
         init = cfg.synth.init
         bank = self.data.train
@@ -90,13 +97,15 @@ class Distiller:
         else:
             selector = create_selector("random") if init == "real" else self._selector("dream")
             net = self.method.init_network() if init == "representative" else None
-            g = generator(cfg.seed, "init")
-
-            bar = tqdm(total=self.info.num_classes, desc=f"init ({init})", unit="class", disable=self.quiet,
+            owned = set(self.classes)
+            bar = tqdm(total=len(owned), desc=f"init ({init})", unit="class", disable=self.quiet,
                        dynamic_ncols=True, leave=False)
 
             def choose(c: int, n: int) -> torch.Tensor:
-                idx = selector.select(c, bank.class_indices(c), n, net=net, images_fn=self.context.real, generator=g)
+                if c not in owned:    # another rank's class: its rows are assembled from that rank below
+                    return torch.zeros((n, self.info.channels, *self.info.image_size), device=self.device)
+                idx = selector.select(c, bank.class_indices(c), n, net=net, images_fn=self.context.real,
+                                      generator=generator(cfg.seed, "init", c))
                 bar.update(1)
                 return bank.batch(idx, self.device)
         images = initial_images(init, self.info.num_classes, cfg.synth.ipc, cfg.synth.factor,
@@ -104,26 +113,64 @@ class Distiller:
                                 generator(cfg.seed, "init-noise"), self.device)
         if choose is not None:
             bar.close()
-        return SyntheticSet(images, self.info.num_classes, cfg.synth.factor)
+        return SyntheticSet(self.world.assemble_rows(images, cfg.synth.ipc), self.info.num_classes, cfg.synth.factor)
 
     # ---- evaluation and records --------------------------------------------------------------------------
     def evaluate(self, synthetic: SyntheticSet, repeats: int, epochs: int, test: bool) -> dict[str, Any]:
         with self.timings.part("evaluate"):
-            images, labels = synthetic.decoded()
+            images, labels = self.context.whole_set(synthetic)
             evaluator = Evaluator.for_config(self.config, self.data, self.device, learned_lr=self.method.eval_lr(),
-                                             preprocess=self.method.eval_preprocess(), quiet=self.quiet)
+                                             preprocess=self.method.eval_preprocess(), quiet=self.quiet,
+                                             world=self.world)
             return evaluator.evaluate(images, labels, repeats=repeats, epochs=epochs, test=test)
 
     def checkpoint_state(self, completed: int, synthetic: SyntheticSet) -> dict[str, Any]:
-        """All a resumed run needs: every random stream is derived from (seed, iteration), so no RNG bytes."""
-        state = {"completed": completed, "images": synthetic.images.detach().cpu(),
-                 "image_optimizer": self.image_optimizer.state_dict(), "timings": self.timings.as_dict(),
+        """All a resumed run needs: every random stream is derived from (seed, iteration, ...), so no RNG bytes.
+        Under torchrun the images, their optimizer's momentum and the selector's choices are gathered from the
+        ranks owning each class into one ordinary checkpoint (rather than per-rank shards): a run then resumes
+        with any number of processes, and a class's state is small beside what a rank holds anyway."""
+        state = {"completed": completed, "images": self.world.assemble_rows(synthetic.images, synthetic.ipc).cpu(),
+                 "image_optimizer": self._optimizer_state(synthetic.ipc), "timings": self.timings.as_dict(),
                  "seed": self.config.seed, "fingerprint": fingerprint(self.config),
-                 "method": self.method.state_dict(), "selector": self.selector.state_dict()}
+                 "method": self.method.state_dict(), "selector": self._selector_state()}
         callbacks = {type(c).__name__: c.state_dict() for c in self.callbacks if c.state_dict()}
         if callbacks:
             state["callbacks"] = callbacks
         return state
+
+    def _optimizer_state(self, ipc: int) -> dict[str, Any]:
+        """The image optimizer's state, each class's momentum rows from the rank that owns the class."""
+        state = self.image_optimizer.state_dict()
+        if not self.world.distributed:
+            return state
+        images = self.image_optimizer.param_groups[0]["params"][0]
+        buffer = state["state"].get(0, {}).get("momentum_buffer")
+        buffer = torch.zeros_like(images) if buffer is None else buffer
+        return {"state": {0: {"momentum_buffer": self.world.assemble_rows(buffer, ipc).cpu()}},
+                "param_groups": state["param_groups"]}
+
+    def _selector_state(self) -> dict[str, Any]:
+        """The selector's state, each class's cached choice from the rank that owns the class and the counters
+        summed over ranks (a resumed run's earlier counts live on rank 0: see _start)."""
+        states = self.world.gather(self.selector.state_dict())
+        if len(states) == 1:
+            return states[0]
+        merged: dict[str, Any] = {}
+        for key in states[0]:
+            if key == "choices":
+                merged[key] = {c: choice for rank, state in enumerate(states)
+                               for c, choice in state[key].items() if self.world.owner(int(c)) == rank}
+            else:
+                merged[key] = sum(state[key] for state in states)
+        return merged
+
+    def save_checkpoint(self, completed: int, synthetic: SyntheticSet) -> None:
+        """The checkpoint after `completed` outer iterations: gathered on every rank, written by rank 0."""
+        if self.run_dir is None and not self.world.distributed:
+            return
+        state = self.checkpoint_state(completed, synthetic)
+        if self.run_dir is not None:
+            self.run_dir.save_checkpoint(state)
 
     def metadata(self, completed: int) -> dict[str, Any]:
         cfg = self.config
@@ -187,7 +234,10 @@ class Distiller:
         if resume is not None:
             self.image_optimizer.load_state_dict(resume["image_optimizer"])
             self.method.load_state_dict(resume.get("method", {}))
-            self.selector.load_state_dict(resume.get("selector", {}))
+            selector = resume.get("selector", {})
+            if not self.world.is_main:   # the counters so far are rank 0's; the others count from zero
+                selector = {"choices": selector["choices"]} if "choices" in selector else {}
+            self.selector.load_state_dict(selector)
             saved = resume.get("callbacks", {})
             for callback in self.callbacks:
                 callback.load_state_dict(saved.get(type(callback).__name__, {}))
@@ -200,6 +250,10 @@ class Distiller:
                  f"{self.image_lr:.3g} ({self.method.image_space} space"
                  f"{', clamped to [0, 1]' if self.method.clamps else ', never clamped'}), iterations "
                  f"{start}->{cfg.distill.iterations}, device {self.device}")
+        owners = self.world.gather(self.classes)
+        if len(owners) > 1:
+            self.log("classes by rank: " + "; ".join(f"{rank}: {' '.join(map(str, classes))}"
+                                                     for rank, classes in enumerate(owners)))
         self.log(f"evaluation: protocol {e.protocol}, augmentation {e.augment or 'none'} (mode {e.augment_mode}), "
                  f"CutMix p {e.cutmix_prob}, {e.epochs} epochs, batch {e.batch}")
 
@@ -211,18 +265,22 @@ class Distiller:
         if self.method.reselects_every_iteration:
             self.selector.reset()         # the matching network is new: cached choices are stale
         loss = self.method.outer_iteration(it, synthetic, self.image_optimizer)
+        if self.world.distributed:    # where the tests stop one rank (not a write point of one process)
+            faults.reached(f"outer-iteration@rank{self.world.rank}")
+        loss = self.world.weighted_mean(loss, len(self.classes))     # the mean over all classes
         done = it + 1
         self._each("on_step_end", done, synthetic, loss, time.perf_counter() - t0)
         iteration_seconds = time.perf_counter() - t0
         self.timings.elapsed += iteration_seconds
         stop = [c.stop_after(self, done, iteration_seconds) for c in self.callbacks]    # every callback is asked
-        last = done == self.config.distill.iterations or any(stop)
+        last = done == self.config.distill.iterations or self.world.decide(any(stop))   # rank 0's clock decides
         self._each("on_iteration_end", done, synthetic, last)
         return done, last
 
     def _finish(self, done: int, synthetic: SyntheticSet, final_eval: bool) -> Distilled:
         """The artifact after `done` outer iterations, with the final evaluation (test split) unless told not."""
-        self.timings.extra.update(self.selector.timings())
+        counts = self.world.gather(self.selector.timings())
+        self.timings.extra.update({key: sum(c[key] for c in counts) for key in counts[0]})
         if self.method.clamps:
             synthetic.clamp_()
         distilled = self.distilled(done, synthetic)
@@ -238,16 +296,18 @@ class Distiller:
     def distilled(self, completed: int, synthetic: SyntheticSet) -> Distilled:
         """The set after `completed` outer iterations as an artifact (images, labels, metadata, method tensors);
         pixels outside [0, 1] stay for methods that never clamp (evaluation normalizes them as they are)."""
-        images = synthetic.images.detach()
+        images = self.world.assemble_rows(synthetic.images, synthetic.ipc)
         return Distilled((images.clamp(0, 1) if self.method.clamps else images).cpu(), synthetic.labels.cpu(),
                          self.metadata(completed), dict(self.method.artifact_tensors()))
 
     def save_snapshot(self, completed: int, synthetic: SyntheticSet) -> None:
         """snapshots/iter-NNNNNN/ in the run folder: the set after `completed` outer iterations, with the loop's
         wall time so far, for accuracy-against-iteration and against-time curves evaluated after the run."""
+        if self.run_dir is None and not self.world.distributed:
+            return
+        distilled = self.distilled(completed, synthetic)     # on every rank: the set is assembled from all
         if self.run_dir is None:
             return
-        distilled = self.distilled(completed, synthetic)
         distilled.metadata["elapsed_seconds"] = self.timings.elapsed
         save_distilled(self.run_dir.file(names.snapshot(completed)), distilled)
 

@@ -2,8 +2,13 @@
 
 A method never sees the loop itself, so it cannot reach into its internals: it gets its settings, the data, the
 classes this process owns, fresh networks, real batches chosen by the selector, the image step, training on real
-data, the stopwatch for the parts of an inner iteration and the random stream of an outer iteration. The time of
+data, the stopwatch for the parts of an inner iteration and the random streams of an outer iteration. The time of
 every part and the seed of every stream are therefore fixed by the loop, the same for every method.
+
+Under torchrun a process owns a share of the classes (`classes`); a method draws what concerns class c from
+rng(it, "class", c) and what concerns the network from rng(it, "network"), so that its result does not depend on
+how many processes share the classes; the network update on real data (train_on_real) is data-parallel, and
+whole_set() gathers every class's images where a method needs the whole set.
 """
 from __future__ import annotations
 
@@ -21,7 +26,7 @@ Augment = Callable[..., torch.Tensor]
 
 
 class MethodContext(Protocol):
-    """The loop as a method sees it (14 members)."""
+    """The loop as a method sees it (16 members)."""
 
     config: "Config"
     data: "LoadedDataset"          # info (normalization, class count) and the training split
@@ -32,8 +37,9 @@ class MethodContext(Protocol):
     def network(self, *keys: object) -> nn.Module:
         """A freshly initialised distillation network whose weights depend only on (seed, keys)."""
 
-    def rng(self, it: int) -> torch.Generator:
-        """The random stream of outer iteration `it`: the same on resume and in every process."""
+    def rng(self, it: int, *keys: object) -> torch.Generator:
+        """The random stream of outer iteration `it` and `keys` (("class", c), ("network",)): the same on resume
+        and in every process."""
 
     def timed(self, part: str) -> ContextManager[None]:
         """Count the block's wall time under `part` ("match", "network", ...); nested parts pause outer ones."""
@@ -54,9 +60,17 @@ class MethodContext(Protocol):
                    extra: torch.optim.Optimizer | None = None) -> float:
         """Check the loss, back-propagate it into the synthetic images (and `extra`'s parameters), step."""
 
+    def skip_class_step(self, image_optimizer: torch.optim.Optimizer) -> None:
+        """Another process takes an image step for a class this one does not own: take the zero-gradient step
+        one process would take here, so that this process's images (their momentum) move as in one process."""
+
+    def whole_set(self, synthetic: "SyntheticSet") -> tuple[torch.Tensor, torch.Tensor]:
+        """Every class's decoded images (detached, pixels) and labels, gathered from the processes owning them."""
+
     def train_on_real(self, net: nn.Module, optimizer: torch.optim.Optimizer, g: torch.Generator,
                       n_images: int) -> None:
-        """Train `net` on random real batches until n_images were seen (IDC's network update)."""
+        """Train `net` on random real batches until n_images were seen (IDC's network update); data-parallel
+        under torchrun, and the same network in every process."""
 
     def log(self, message: str) -> None:
         """A line for the run's log (and the terminal unless quiet)."""

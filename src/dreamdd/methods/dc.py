@@ -41,12 +41,13 @@ class DC(Method):
         return self.rounds
 
     def train_on_synthetic(self, net, optimizer, synthetic, g: torch.Generator) -> None:
-        """`inner_loop` epochs of the network on a detached copy of the decoded synthetic set (DC's `epoch`),
-        with DSA per-sample augmentation for DSA (dc.augment), none for DC."""
+        """`inner_loop` epochs of the network on a detached copy of the decoded synthetic set (DC's `epoch`; every
+        class's images, gathered under torchrun, and the same training in every process), with DSA per-sample
+        augmentation for DSA (dc.augment), none for DC."""
         ctx, cfg = self.ctx, self.config
         info = ctx.data.info
         with ctx.timed("network"):
-            images, labels = synthetic.decoded()
+            images, labels = ctx.whole_set(synthetic)
             images, labels = info.normalize(images), labels.to(images.device)
             for _ in range(self.inner_loop):
                 order = torch.randperm(images.shape[0], generator=g).to(images.device)
@@ -57,7 +58,8 @@ class DC(Method):
 
     def outer_iteration(self, it: int, synthetic, image_optimizer) -> float:
         cfg, ctx = self.config, self.ctx
-        g = ctx.rng(it)
+        g = ctx.rng(it, "network")
+        streams = {c: ctx.rng(it, "class", c) for c in ctx.classes}
         net = ctx.network("distill", it)
         net.train()
         net_optimizer = sgd(net, cfg.distill.net_lr, cfg.distill.net_momentum, cfg.distill.net_weight_decay)
@@ -66,7 +68,7 @@ class DC(Method):
             loss = 0
             with ctx.timed("match"):    # the selector's share inside is counted as selection
                 for c in ctx.classes:
-                    real, real_labels, syn, syn_labels = ctx.paired_batches(c, net, synthetic, g,
+                    real, real_labels, syn, syn_labels = ctx.paired_batches(c, net, synthetic, streams[c],
                                                                             cfg.match.batch_real, self.augment)
                     loss = loss + self.objective.loss(net, real, real_labels, syn, syn_labels)
             losses.append(ctx.image_step(loss, image_optimizer, it) / len(ctx.classes))

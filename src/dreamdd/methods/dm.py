@@ -24,7 +24,6 @@ class DM(Method):
 
     def outer_iteration(self, it: int, synthetic, image_optimizer) -> float:
         cfg, ctx = self.config, self.ctx
-        g = ctx.rng(it)
         net = ctx.network("distill", it)
         net.train()
         for p in net.parameters():
@@ -32,7 +31,8 @@ class DM(Method):
         loss = 0
         with ctx.timed("match"):    # the selector's share inside is counted as selection
             for c in ctx.classes:
-                real, _, syn, _ = ctx.paired_batches(c, net, synthetic, g, cfg.match.batch_real, self.augment)
+                real, _, syn, _ = ctx.paired_batches(c, net, synthetic, ctx.rng(it, "class", c), cfg.match.batch_real,
+                                                     self.augment)
                 with torch.no_grad():
                     real_mean = forward(net, real, ctx.precision, embed=True).mean(0)
                 syn_mean = forward(net, syn, ctx.precision, embed=True).mean(0)

@@ -37,13 +37,19 @@ class IDC(Method):
             return self.objective.loss(net, real, real_labels, syn, syn_labels)
 
     def outer_iteration(self, it: int, synthetic, image_optimizer) -> float:
+        """Classes step in order 0..K-1 every round; a class another process owns is a zero-gradient step here
+        (the image optimizer's momentum moves every image at every class step, as in IDC's code)."""
         cfg, ctx = self.config, self.ctx
-        g = ctx.rng(it)
+        g = ctx.rng(it, "network")
+        streams = {c: ctx.rng(it, "class", c) for c in ctx.classes}
         net, net_optimizer = self.prepare_network(it, g)
         losses = []
         for _ in range(cfg.distill.inner_loop):
-            for c in ctx.classes:
-                loss = self.class_loss(c, net, synthetic, g)
+            for c in range(ctx.data.info.num_classes):
+                if c not in streams:
+                    ctx.skip_class_step(image_optimizer)
+                    continue
+                loss = self.class_loss(c, net, synthetic, streams[c])
                 losses.append(ctx.image_step(loss, image_optimizer, it, f", class {c}"))
             if cfg.distill.n_data > 0:   # as IDC's code: after every round, the last one included
                 ctx.train_on_real(net, net_optimizer, g, cfg.distill.n_data)

@@ -35,6 +35,9 @@ class MTT(Method):
     def __init__(self, ctx):
         super().__init__(ctx)
         cfg, m = self.config, self.config.mtt
+        if len(ctx.classes) < ctx.data.info.num_classes:
+            raise DreamddError("method mtt matches whole-set trajectories and does not shard its classes over "
+                               "processes: run it in one process (without torchrun)")
         if not m.experts:
             raise DreamddError("method mtt needs expert trajectories: train them with `dreamdd experts --dataset "
                                "NAME --out DIR` and pass --set mtt.experts=DIR")
