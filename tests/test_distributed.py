@@ -179,3 +179,14 @@ def test_one_process_collectives_change_nothing():
     world, x = World(), torch.arange(6.0).view(3, 2)
     assert torch.equal(world.assemble_rows(x, 1), x) and world.gather("a") == ["a"] and world.broadcast(5) == 5
     assert world.weighted_mean(2.5, 4) == 2.5 and world.decide(True)
+
+
+def test_a_bf16_run_in_two_processes_equals_one_in_bf16(tmp_path):
+    settings = tiny_settings(synth={"ipc": 1}, distill={"iterations": 1})
+    dreamdd.distill("digits", **RUN, out=tmp_path / "one", overrides=settings, precision="bf16", evaluate=False)
+    done = torchrun("distill", "--dataset", "digits", "--ipc", 1, "--method", "idc", "--selector", "dream",
+                    "--init", "representative", *as_set_options(settings), "--precision", "bf16", "--no-eval",
+                    "--quiet", "--out", tmp_path / "two")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert dreamdd.load_distilled(tmp_path / "two").metadata["precision"] == "bf16"
+    assert_close(tmp_path / "one", tmp_path / "two")

@@ -26,7 +26,7 @@ Augment = Callable[..., torch.Tensor]
 
 
 class MethodContext(Protocol):
-    """The loop as a method sees it (16 members)."""
+    """The loop as a method sees it (15 members)."""
 
     config: "Config"
     data: "LoadedDataset"          # info (normalization, class count) and the training split
