@@ -3,6 +3,7 @@ directly, each script's own measurement functions in a child process run inside 
 import them there)."""
 from __future__ import annotations
 
+import json
 import textwrap
 
 import pytest
@@ -86,7 +87,17 @@ def test_imagenet_scale_generates_an_imagenet_layout(benchmark, tmp_path):
         """)
 
 
-@pytest.mark.parametrize("script", ["ablation", "budget", "budget_gain", "imagenet_scale", "iterations",
-                                    "kmeans_compare", "precision", "selection_quality", "speed"])
+@pytest.mark.parametrize("script", ["ablation", "budget", "budget_gain", "dispatch", "imagenet_scale", "iterations",
+                                    "kmeans_compare", "precision", "scaling", "selection_quality", "speed"])
 def test_every_script_parses_its_arguments(benchmark, script):
     assert "usage" in benchmark(script, "--help").stdout
+
+
+def test_scaling_compares_one_process_with_two(benchmark, tmp_path, tiny_set):
+    out = tmp_path / "scaling.json"
+    benchmark("scaling", "--dataset", "digits", "--ipc", "1", "--iterations", "1", "--runs", str(tmp_path / "runs"),
+              "--out", str(out), *tiny_set)
+    result = json.loads(out.read_text())
+    assert result["processes"] == 2 and result["ratio"] > 0
+    assert result["max_pixel_difference"] <= 1e-3        # tests/test_distributed.py's tolerance
+    assert json.loads((tmp_path / "runs" / "p2" / "summary.json").read_text())["processes"] == 2
