@@ -115,8 +115,8 @@ def main(argv: list[str] | None = None) -> int:
                              width=args.width)
         model.load_state_dict(net.state_dict())
         opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-        return train_step(model, opt, x_net, y_net, info.num_classes, generator(0, "precision-network"), None, 0.0,
-                          precision=precision)
+        return float(train_step(model, opt, x_net, y_net, info.num_classes, generator(0, "precision-network"), None,
+                                0.0, precision=precision))
 
     r = compare("network", lambda: network("fp32"), lambda: network("bf16"), args.repeats)
     l32, l16 = r.pop("outputs")

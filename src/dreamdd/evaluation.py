@@ -201,9 +201,9 @@ class Evaluator:
             order = torch.randperm(n, generator=g)
             for start in range(0, n, cfg.batch):
                 idx = order[start:start + cfg.batch]
-                loss = train_step(net, optimizer, trainset.fetch(idx),
-                                  trainset.labels[idx.to(trainset.labels.device)], data.info.num_classes, g, augment,
-                                  cfg.cutmix_prob, cfg.cutmix_beta, self.precision)
+                loss = float(train_step(net, optimizer, trainset.fetch(idx),
+                                        trainset.labels[idx.to(trainset.labels.device)], data.info.num_classes, g,
+                                        augment, cfg.cutmix_prob, cfg.cutmix_beta, self.precision))
                 if not math.isfinite(loss):
                     raise DreamddError(f"evaluation loss became {loss} at epoch {epoch}; the training images may "
                                        "hold extreme values (check their normalization), or lower eval.lr")

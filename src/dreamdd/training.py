@@ -30,14 +30,15 @@ def sgd(net: nn.Module, lr: float, momentum: float, weight_decay: float) -> torc
 def train_step(net: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
                num_classes: int, generator: torch.Generator, augment: SiameseAugment | None,
                cutmix_prob: float, cutmix_beta: float = 1.0, precision: str = "fp32",
-               world: World | None = None) -> float:
+               world: World | None = None) -> torch.Tensor:
     """One SGD step on a normalized batch: per-sample DSA, then CutMix, then soft-target cross-entropy; the
     network's forward (and so its backward) in `precision` (resolved: fp32 or bf16), the loss in fp32.
 
     With a `world` of several ranks (each holding the same batch, drawn from the same stream), each rank takes the
     loss of its share of the augmented batch, weighted by the share's size, and the gradients are summed over
     ranks: the full batch's mean gradient up to float rounding, the same network on every rank. A network with
-    batch norm (whose statistics would differ on a share) takes the whole batch on every rank instead."""
+    batch norm (whose statistics would differ on a share) takes the whole batch on every rank instead. Returns the
+    loss (this rank's share) detached, as a tensor: reading it is the caller's choice (a host sync on a GPU)."""
     net.train()
     if augment is not None:
         x = augment(x, generator, shared=False)
@@ -45,7 +46,7 @@ def train_step(net: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor
     shared = world is not None and world.distributed and not has_batch_norm(net)
     part = world.share(x.shape[0]) if shared else slice(0, x.shape[0])
     optimizer.zero_grad(set_to_none=True)
-    value = 0.0
+    value = torch.zeros((), device=x.device)
     if part.stop > part.start:
         with autocast(precision, x.device):
             logits = net(x[part])
@@ -53,7 +54,7 @@ def train_step(net: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor
         if shared:
             loss = loss * ((part.stop - part.start) / x.shape[0])
         loss.backward()
-        value = float(loss.detach())
+        value = loss.detach()
     if shared:
         world.sum_gradients(net)
     optimizer.step()

@@ -73,11 +73,8 @@ class LoopContext:
             real, syn = both[: real.shape[0]], both[real.shape[0]:]
         return real, real_labels, syn, syn_labels
 
-    def image_step(self, loss: torch.Tensor, image_optimizer: torch.optim.Optimizer, it: int, where: str = "",
-                   extra: torch.optim.Optimizer | None = None) -> float:
-        if not torch.isfinite(loss):
-            raise DreamddError(f"the matching loss became {float(loss.detach())} at outer iteration {it}{where}; "
-                               "lower the image learning rate (--set synth.lr=...) or check the data")
+    def image_step(self, loss: torch.Tensor, image_optimizer: torch.optim.Optimizer,
+                   extra: torch.optim.Optimizer | None = None) -> torch.Tensor:
         with self.timings.part("match"):
             image_optimizer.zero_grad(set_to_none=True)
             if extra is not None:
@@ -86,7 +83,7 @@ class LoopContext:
             image_optimizer.step()
             if extra is not None:
                 extra.step()
-        return float(loss.detach())
+        return loss.detach()
 
     def skip_class_step(self, image_optimizer: torch.optim.Optimizer) -> None:
         with self.timings.part("match"):

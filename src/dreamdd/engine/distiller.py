@@ -9,6 +9,7 @@ checkpoints and the artifact, and only rank 0 (the one with a run folder) writes
 from __future__ import annotations
 
 import dataclasses
+import math
 import platform
 import time
 from pathlib import Path
@@ -264,7 +265,10 @@ class Distiller:
             synthetic.clamp_()
         if self.method.reselects_every_iteration:
             self.selector.reset()         # the matching network is new: cached choices are stale
-        loss = self.method.outer_iteration(it, synthetic, self.image_optimizer)
+        loss = float(self.method.outer_iteration(it, synthetic, self.image_optimizer))    # the one read per iteration
+        if not math.isfinite(loss):
+            raise DreamddError(f"the matching loss became {loss} in outer iteration {it}; lower the image learning "
+                               "rate (--set synth.lr=...) or check the data")
         if self.world.distributed:    # where the tests stop one rank (not a write point of one process)
             faults.reached(f"outer-iteration@rank{self.world.rank}")
         loss = self.world.weighted_mean(loss, len(self.classes))     # the mean over all classes

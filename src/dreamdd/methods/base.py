@@ -48,8 +48,10 @@ class Method:
         """The network whose features choose the representative initial images."""
         return self.ctx.network("init")
 
-    def outer_iteration(self, it: int, synthetic: "SyntheticSet", image_optimizer: torch.optim.Optimizer) -> float:
-        """Run outer iteration `it` (updating synthetic.images through image_optimizer); return its mean loss."""
+    def outer_iteration(self, it: int, synthetic: "SyntheticSet",
+                        image_optimizer: torch.optim.Optimizer) -> torch.Tensor:
+        """Run outer iteration `it` (updating synthetic.images through image_optimizer); return its mean loss as a
+        0-dim tensor (the loop reads it once)."""
         raise NotImplementedError
 
     def state_dict(self) -> dict[str, Any]:

@@ -56,9 +56,11 @@ class MethodContext(Protocol):
                        ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """Class c's real batch and synthetic images (in the graph), normalized, siamese-augmented if asked."""
 
-    def image_step(self, loss: torch.Tensor, image_optimizer: torch.optim.Optimizer, it: int, where: str = "",
-                   extra: torch.optim.Optimizer | None = None) -> float:
-        """Check the loss, back-propagate it into the synthetic images (and `extra`'s parameters), step."""
+    def image_step(self, loss: torch.Tensor, image_optimizer: torch.optim.Optimizer,
+                   extra: torch.optim.Optimizer | None = None) -> torch.Tensor:
+        """Back-propagate the loss into the synthetic images (and `extra`'s parameters), step; return the loss,
+        detached, as a tensor: the loop reads it and checks it is finite once per outer iteration, not once per
+        step (each read is a host sync on a GPU)."""
 
     def skip_class_step(self, image_optimizer: torch.optim.Optimizer) -> None:
         """Another process takes an image step for a class this one does not own: take the zero-gradient step

@@ -56,7 +56,7 @@ class DC(Method):
                     train_step(net, optimizer, images[idx], labels[idx], info.num_classes, g,
                                self.augment, 0.0, precision=ctx.precision)
 
-    def outer_iteration(self, it: int, synthetic, image_optimizer) -> float:
+    def outer_iteration(self, it: int, synthetic, image_optimizer) -> torch.Tensor:
         cfg, ctx = self.config, self.ctx
         g = ctx.rng(it, "network")
         streams = {c: ctx.rng(it, "class", c) for c in ctx.classes}
@@ -71,7 +71,7 @@ class DC(Method):
                     real, real_labels, syn, syn_labels = ctx.paired_batches(c, net, synthetic, streams[c],
                                                                             cfg.match.batch_real, self.augment)
                     loss = loss + self.objective.loss(net, real, real_labels, syn, syn_labels)
-            losses.append(ctx.image_step(loss, image_optimizer, it) / len(ctx.classes))
+            losses.append(ctx.image_step(loss, image_optimizer) / len(ctx.classes))
             if round_ < self.rounds - 1 and self.inner_loop > 0:
                 self.train_on_synthetic(net, net_optimizer, synthetic, g)
             ctx.inner_step_done()

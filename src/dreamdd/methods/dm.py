@@ -22,7 +22,7 @@ class DM(Method):
         super().__init__(ctx)
         self.augment = make_augment(self.config.dm.augment, self.config.dm.augment_mode)
 
-    def outer_iteration(self, it: int, synthetic, image_optimizer) -> float:
+    def outer_iteration(self, it: int, synthetic, image_optimizer) -> torch.Tensor:
         cfg, ctx = self.config, self.ctx
         net = ctx.network("distill", it)
         net.train()
@@ -37,6 +37,6 @@ class DM(Method):
                     real_mean = forward(net, real, ctx.precision, embed=True).mean(0)
                 syn_mean = forward(net, syn, ctx.precision, embed=True).mean(0)
                 loss = loss + (real_mean - syn_mean).pow(2).sum()
-        value = ctx.image_step(loss, image_optimizer, it) / len(ctx.classes)
+        value = ctx.image_step(loss, image_optimizer) / len(ctx.classes)
         ctx.inner_step_done()
         return value

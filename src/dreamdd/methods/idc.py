@@ -36,7 +36,7 @@ class IDC(Method):
                                                                          self.config.match.batch_real, self.augment)
             return self.objective.loss(net, real, real_labels, syn, syn_labels)
 
-    def outer_iteration(self, it: int, synthetic, image_optimizer) -> float:
+    def outer_iteration(self, it: int, synthetic, image_optimizer) -> torch.Tensor:
         """Classes step in order 0..K-1 every round; a class another process owns is a zero-gradient step here
         (the image optimizer's momentum moves every image at every class step, as in IDC's code)."""
         cfg, ctx = self.config, self.ctx
@@ -50,7 +50,7 @@ class IDC(Method):
                     ctx.skip_class_step(image_optimizer)
                     continue
                 loss = self.class_loss(c, net, synthetic, streams[c])
-                losses.append(ctx.image_step(loss, image_optimizer, it, f", class {c}"))
+                losses.append(ctx.image_step(loss, image_optimizer))
             if cfg.distill.n_data > 0:   # as IDC's code: after every round, the last one included
                 ctx.train_on_real(net, net_optimizer, g, cfg.distill.n_data)
             ctx.inner_step_done()

@@ -89,7 +89,7 @@ class MTT(Method):
             torch.nn.utils.vector_to_parameters(self.buffer.row(0, 0).to(self.ctx.device), net.parameters())
         return self._wrap(net)
 
-    def outer_iteration(self, it: int, synthetic, image_optimizer) -> float:
+    def outer_iteration(self, it: int, synthetic, image_optimizer) -> torch.Tensor:
         m, ctx = self.config.mtt, self.ctx
         g = ctx.rng(it)
         expert = int(torch.randint(len(self.buffer), (), generator=g))
@@ -119,7 +119,7 @@ class MTT(Method):
                 params = params - self.lr * grad
                 ctx.inner_step_done()
             loss = (params - target).pow(2).sum() / (start_params - target).pow(2).sum().clamp(min=1e-12)
-        value = ctx.image_step(loss, image_optimizer, it, extra=self.lr_optimizer)
+        value = ctx.image_step(loss, image_optimizer, extra=self.lr_optimizer)
         with torch.no_grad():
             self.lr.clamp_(min=m.lr_min)    # a learning rate must stay positive
         return value

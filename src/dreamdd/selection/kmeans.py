@@ -64,9 +64,9 @@ def _kmeans_plus_plus(x: torch.Tensor, k: int, x_sq: torch.Tensor, generator: to
         draws = _uniform(trials, generator, x) * cdf[-1]
         cand = torch.searchsorted(cdf, draws, right=True).clamp_(max=n - 1)
         potential = torch.minimum(closest.unsqueeze(0), squared_distances(x[cand], x, x_sq[cand], x_sq))  # (trials, n)
-        best = int(potential.sum(1).argmin())
-        centers.append(x[cand[best]])
-        closest = potential[best]
+        best = potential.sum(1).argmin().view(1)    # kept as a tensor (index_select): no host sync per centroid
+        centers.append(x.index_select(0, cand.index_select(0, best))[0])
+        closest = potential.index_select(0, best)[0]
     return torch.stack(centers)
 
 
