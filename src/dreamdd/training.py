@@ -46,7 +46,6 @@ def train_step(net: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor
     shared = world is not None and world.distributed and not has_batch_norm(net)
     part = world.share(x.shape[0]) if shared else slice(0, x.shape[0])
     optimizer.zero_grad(set_to_none=True)
-    value = torch.zeros((), device=x.device)
     if part.stop > part.start:
         with autocast(precision, x.device):
             logits = net(x[part])
@@ -55,6 +54,8 @@ def train_step(net: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor
             loss = loss * ((part.stop - part.start) / x.shape[0])
         loss.backward()
         value = loss.detach()
+    else:                               # a rank whose share of a small batch is empty
+        value = torch.zeros((), device=x.device)
     if shared:
         world.sum_gradients(net)
     optimizer.step()

@@ -13,7 +13,6 @@ from ..config import Config, model_options
 from ..data import LoadedDataset
 from ..distributed import SINGLE, World
 from ..errors import DreamddError
-from ..precision import resolve as resolve_precision
 from ..seeding import generator
 from ..synthetic import SyntheticSet
 from ..training import build_network, make_augment, train_step
@@ -25,9 +24,9 @@ class LoopContext:
     batches, the image step, training on real data, the stopwatch and the random stream of each outer iteration."""
 
     def __init__(self, config: Config, data: LoadedDataset, device: torch.device, classes: list[int], selector,
-                 log: Callable[[str], None], world: World = SINGLE):
+                 log: Callable[[str], None], world: World = SINGLE, precision: str = "fp32"):
         self.config, self.data, self.device, self.classes = config, data, device, classes
-        self.precision = resolve_precision(config.precision, device)
+        self.precision = precision     # resolved by the loop (fp32 or bf16)
         self.world = world
         self.selector = selector
         self.log = log

@@ -51,9 +51,11 @@ class Distiller:
         self.classes = world.owned(self.info.num_classes) if classes is None else list(classes)
         self.log = log or (lambda message: None)
         self._check_sizes()
+        self.precision = resolve_precision(config.precision, device)   # resolved once, for selector and methods
         self.selector = self._selector(config.select.selector)
         self.image_lr = config.image_lr(self.info.image_size[0])
-        self.context = LoopContext(config, data, device, self.classes, self.selector, self.log, world)
+        self.context = LoopContext(config, data, device, self.classes, self.selector, self.log, world,
+                                   self.precision)
         self.method = create_method(config.match.method, self.context)
         self.image_optimizer: ImageSGD | None = None
         self.callbacks: list[Callback] = []
@@ -85,7 +87,7 @@ class Distiller:
             return create_selector("random")
         return create_selector("dream", per_cluster=s.per_cluster, interval=s.interval, pool_size=s.pool_size,
                                kmeans_init=s.kmeans_init, max_iter=s.kmeans_iter, tol=s.kmeans_tol,
-                               precision=resolve_precision(self.config.precision, self.device))
+                               precision=self.precision)
 
     def initial_set(self) -> SyntheticSet:
         """Noise, random real images, or representative real images (k-means on a fresh network's features);
