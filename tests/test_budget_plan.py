@@ -85,6 +85,31 @@ def test_budget_too_small_for_probes_takes_the_measured_multiple_without_scoring
     assert "inner steps within its share" in plan["lr_choice"]
 
 
+def test_budget_clusters_a_pool_of_each_class_unless_the_settings_give_one(tmp_path, monkeypatch, scored):
+    monkeypatch.setattr(budget, "MIN_PROBE_STEPS", 10 ** 6)
+    monkeypatch.setattr(budget, "BUDGET_POOL", 20)             # digits' classes hold more than 20 images
+    result = dreamdd.distill("digits", 1, out=tmp_path / "pooled", quiet=True, budget="8s", overrides=TINY)
+    plan = json.loads((result.path / "budget.json").read_text())
+    assert plan["selection_pool"].startswith("select.pool_size 20")
+    assert yaml.safe_load((result.path / "config.yaml").read_text())["select"]["pool_size"] == 20
+    assert "select.pool_size 20" in (result.path / "log.txt").read_text()
+    given = {**TINY, "select": {**TINY.get("select", {}), "pool_size": 50}}
+    result = dreamdd.distill("digits", 1, out=tmp_path / "given", quiet=True, budget="8s", overrides=given)
+    assert json.loads((result.path / "budget.json").read_text())["selection_pool"] is None
+    assert yaml.safe_load((result.path / "config.yaml").read_text())["select"]["pool_size"] == 50
+
+
+def test_the_plan_allows_one_outer_iteration_more_than_fits_and_the_deadline_ends_the_loop():
+    from dreamdd.config import Config
+    config = Config()
+    config.select.selector, config.match.method, config.distill.inner_loop = "random", "idc", 10
+    planned, plan = budget._planned(config, 100.0, budget.time.perf_counter(), 10, 1.0, 0.0, 0.01, 0.1, "x10",
+                                    None, lambda message: None)
+    assert plan["seconds_per_outer_iteration"] == pytest.approx(10.0)
+    # just under 100 s are left after planning: 9 outer iterations of 10 s fit, and one more is allowed
+    assert planned.distill.iterations == 9 + 1 and planned.distill.max_minutes == pytest.approx(100 / 60, 1e-3)
+
+
 def test_outer_iteration_time_counts_a_selection_round_per_interval_and_per_fresh_network():
     from dreamdd.config import Config
     config = Config()

@@ -98,11 +98,20 @@ def test_max_minutes_stops_early_and_records_why(tmp_path):
     budget = dict(TINY, distill=dict(TINY["distill"], max_minutes=1e-9, eval_every=0))
     result = tiny(tmp_path, "budget", overrides=budget)
     assert result.summary["iterations"] == 1 and load_distilled(result.path).metadata["iterations"] == 1
+    assert result.summary["timings"]["inner_iterations"] == 1     # the deadline ends the outer iteration early
     events = [json.loads(line) for line in (result.path / "metrics.jsonl").read_text().splitlines()]
     assert [e["iteration"] for e in events if e["event"] == "iteration"] == [1]
-    assert any(e["event"] == "stopped" and e["reason"] == "max_minutes" for e in events)
+    assert any(e["event"] == "stopped" and e["reason"] == "max_minutes" and e["cut_short"] for e in events)
     assert [e["iteration"] for e in events if e.get("final")] == [1]
     assert RunDir(result.path).load_checkpoint()["completed"] == 1
+
+
+def test_the_deadline_ends_a_dc_outer_iteration_after_the_round_it_falls_in(tmp_path):
+    """DC's rounds each update the images, so the deadline ends its outer iteration of 4 rounds after the first."""
+    settings = dict(TINY, distill=dict(TINY["distill"], max_minutes=1e-9, eval_every=0),
+                    match=dict(TINY.get("match", {}), method="dc"), dc={"outer_loop": 4, "inner_loop": 1})
+    result = tiny(tmp_path, "dc", overrides=settings, evaluate=False)
+    assert result.summary["iterations"] == 1 and result.summary["timings"]["inner_iterations"] == 1
 
 
 def test_the_budget_admits_an_iteration_only_if_it_would_end_in_time():

@@ -4,14 +4,20 @@ chosen to move the set within it.
 The papers' image rates are made for thousands of GPU outer iterations; over the tens a CPU budget allows they
 leave the set close to its initialisation. The plan, recorded in budget.json, config.yaml and the log:
 
-1. Time: one probe outer iteration (at most PROBE_STEPS inner steps) from the initial set measures the seconds
+1. Selection: DREAM's k-means runs on a random pool of BUDGET_POOL images of each class (select.pool_size)
+   unless the settings give a pool: a whole class (5,000 CIFAR-10 images) costs minutes of a budget per selection
+   round before and inside the loop, and a pool of 1,000 chooses batches as close to their class (BENCHMARKS.md,
+   "selection"). The plan says so.
+2. Time: one probe outer iteration (at most PROBE_STEPS inner steps) from the initial set measures the seconds
    of an inner step (matching and network update, the loop's own stopwatch) and of one DREAM selection round,
    which recurs every select.interval steps and at the start of each outer iteration. The learning-rate probes
    below run the loop's own outer iterations, and the horizon is re-timed from them.
-2. Horizon: the loop gets what is left of the budget after the probes, in outer iterations of the preset's
-   length; only when not even one of them fits is it shortened to fit. distill.max_minutes stays as the guard.
-   Evaluation comes on top of the budget, and the log says so.
-3. Image lr: the preset's rate times each of LR_FACTORS, each distilled from the same initial set for a probe of
+3. Horizon: the loop gets what is left of the budget after the probes, in outer iterations of the preset's
+   length; only when not even one of them fits is it shortened to fit. The deadline (distill.max_minutes) ends
+   the loop, inside an outer iteration if need be (engine.callbacks.TimeBudget), so the plan allows one outer
+   iteration more than the measured pace fits: a machine that runs faster than during the probes uses its time
+   rather than leaving it. Evaluation comes on top of the budget, and the log says so.
+4. Image lr: the preset's rate times each of LR_FACTORS, each distilled from the same initial set for a probe of
    equal length (CALIBRATION_SHARE of the budget, split among them) and scored on the validation split by one
    short evaluation; the initial set is scored the same way. The best wins (ties: the smaller rate). The test
    split is never touched. A probe shorter than MIN_PROBE_STEPS inner steps cannot tell the rates apart (on
@@ -46,6 +52,7 @@ CALIBRATION_SHARE = 0.25       # of the budget, for the learning-rate probes
 PROBE_STEPS = 3                # inner steps of the timing probe
 PROBE_EVAL_EPOCHS = 50         # epochs of the one network that scores a probe on the validation split
 MIN_PROBE_STEPS = 10           # fewer inner steps cannot tell the rates apart: their scores differ by noise
+BUDGET_POOL = 1000             # images per class that DREAM's k-means clusters under a budget (select.pool_size)
 UNCALIBRATED_MULTIPLE = 10.0   # the rate multiple when the budget cannot hold the probes: what moved CIFAR-10 IPC
                                # 10 within two hours (preset cifar10-cpu-2h, BENCHMARKS.md "budget")
 # the setting that holds a method's inner steps per outer iteration (methods not listed take one fixed step
@@ -86,6 +93,19 @@ def _with_steps(config: Config, steps: int | None) -> Config:
         section, key = INNER_STEPS[config.match.method]
         setattr(getattr(config, section), key, steps)
     return config
+
+
+def _selection_pool(config: Config, data: LoadedDataset) -> tuple[Config, str | None]:
+    """config with DREAM's k-means on a pool of BUDGET_POOL images per class, where DREAM selects or initialises
+    from classes larger than that and the settings give no pool; and why (None: unchanged)."""
+    dream = config.select.selector == "dream" or config.synth.init == "representative"
+    largest = max(data.train.class_counts())
+    if not dream or config.select.pool_size is not None or largest <= BUDGET_POOL:
+        return config, None
+    config = copy.deepcopy(config)
+    config.select.pool_size = BUDGET_POOL
+    return config, (f"select.pool_size {BUDGET_POOL}: DREAM clusters a random pool of {BUDGET_POOL} images of each "
+                    f"class instead of the whole class (up to {largest} images), as cheap selection within a budget")
 
 
 def _probe_config(config: Config, iterations: int, steps: int | None, lr: float | None) -> Config:
@@ -156,6 +176,9 @@ def plan_budget(config: Config, data: LoadedDataset, device: torch.device, secon
         raise DreamddError("--budget scores its learning-rate probes on the validation split; keep "
                            "data.val_size above 0")
     started = time.perf_counter()
+    config, pool = _selection_pool(config, data)
+    if pool:
+        log(f"budget: {pool}")
     configured = _configured_steps(config)
     timing_steps = min(configured, PROBE_STEPS) if configured is not None else None
     timing = Distiller(_probe_config(config, 1, timing_steps, None), data, device, quiet=True)
@@ -192,8 +215,9 @@ def plan_budget(config: Config, data: LoadedDataset, device: torch.device, secon
     else:
         multiple = 1.0 if not config.distill.budget_calibrate else UNCALIBRATED_MULTIPLE
         lr, choice = base_lr * multiple, f"x{multiple:g}: {reason}"
-    return (*_planned(config, seconds, started, full_steps, per_step, per_round, base_lr, lr, choice, probe, log),
-            initial)
+    planned, plan = _planned(config, seconds, started, full_steps, per_step, per_round, base_lr, lr, choice, probe, log)
+    plan["selection_pool"] = pool
+    return planned, plan, initial
 
 
 def _calibrate(config: Config, data: LoadedDataset, device: torch.device, initial: torch.Tensor, base_lr: float,
@@ -232,7 +256,8 @@ def _planned(config: Config, seconds: float, started: float, full_steps: int, pe
     loop_seconds = max(0.0, seconds - spent)
     steps = _affordable_steps(config, per_step, per_round, loop_seconds, full_steps) if inner else full_steps
     outer_seconds = _outer_seconds(config, per_step, per_round, steps)
-    iterations = max(1, int(loop_seconds // outer_seconds))
+    iterations = int(loop_seconds // outer_seconds) + 1     # one more than fits at the measured pace: the deadline
+                                                            # (max_minutes) ends the loop
     planned = _with_steps(config, steps if inner else None)
     planned.synth.lr = lr
     planned.distill.iterations = iterations
@@ -250,6 +275,7 @@ def _planned(config: Config, seconds: float, started: float, full_steps: int, pe
     else:
         chosen = f"image lr {lr:.3g} = {choice} (the preset's is {base_lr:.3g}; no probes)"
     log(f"budget {seconds / 60:.1f} min: probes took {spent / 60:.1f} min; the loop gets {loop_seconds / 60:.1f} "
-        f"min = {iterations} outer iterations of {steps} inner steps ({outer_seconds:.1f} s each, measured); "
+        f"min = {loop_seconds / outer_seconds:.1f} outer iterations of {steps} inner steps ({outer_seconds:.1f} s "
+        f"each, measured), at most {iterations}, ended by the deadline; "
         f"{chosen}; the final evaluation comes on top of the budget")
     return planned, plan

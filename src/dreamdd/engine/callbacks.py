@@ -158,22 +158,27 @@ def room_for_another(elapsed: float, last_iteration: float, max_minutes: float |
 
 
 class TimeBudget(Callback):
-    """Ends the run when another outer iteration as long as the last would end after distill.max_minutes of loop
-    wall time, and records why."""
+    """Ends the run at distill.max_minutes of loop wall time: inside an outer iteration when another inner step as
+    long as the last would end after it (the method ends its outer iteration there: LoopContext.inner_step_done),
+    or between outer iterations when another as long as the last would; and records why."""
 
     def __init__(self, max_minutes: float | None):
         self.max_minutes = max_minutes
-        self.last_seconds: float | None = None     # set when it stops the run
+        self.why: str | None = None     # set when it stops the run
 
     def stop_after(self, loop, done, iteration_seconds):
+        if loop.context.cut_short:
+            self.why = (f"the deadline came in it after {loop.context.inner_steps_this_iteration} inner steps "
+                        "(another would have ended after")
+            return True
         if room_for_another(loop.timings.elapsed, iteration_seconds, self.max_minutes):
             return False
-        self.last_seconds = iteration_seconds
+        self.why = f"another outer iteration ({iteration_seconds / 60:.1f} min) would end after"
         return True
 
     def on_iteration_end(self, loop, done, synthetic, last):
-        if self.last_seconds is not None and done != loop.config.distill.iterations:
-            loop.log(f"stopping after outer iteration {done} ({loop.timings.elapsed / 60:.1f} min): another "
-                     f"({self.last_seconds / 60:.1f} min) would end after distill.max_minutes = {self.max_minutes}")
+        if self.why is not None and done != loop.config.distill.iterations:
+            loop.log(f"stopping after outer iteration {done} ({loop.timings.elapsed / 60:.1f} min): {self.why} "
+                     f"distill.max_minutes = {self.max_minutes:g}" + (")" if loop.context.cut_short else ""))
             loop.record({"event": "stopped", "iteration": done, "reason": "max_minutes",
-                         "elapsed": loop.timings.elapsed})
+                         "elapsed": loop.timings.elapsed, "cut_short": loop.context.cut_short})

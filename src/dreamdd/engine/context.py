@@ -4,6 +4,7 @@ random streams of each outer iteration), so that a method never touches the loop
 rank's view: its classes, and the collectives that keep the network the same on every rank."""
 from __future__ import annotations
 
+import time
 from contextlib import AbstractContextManager
 from typing import Any, Callable
 
@@ -33,6 +34,7 @@ class LoopContext:
         self.timings = Timings()
         self.progress: Callable[[int], Any] = lambda steps: None    # the loop's progress bar, while it runs
         self.net_augment = make_augment(config.distill.net_augment, config.distill.net_augment_mode)
+        self.start_clock(0.0, None)
 
     def network(self, *keys: object) -> torch.nn.Module:
         """A freshly initialised distillation network whose weights depend only on (seed, keys)."""
@@ -46,9 +48,26 @@ class LoopContext:
     def timed(self, part: str) -> AbstractContextManager[None]:
         return self.timings.part(part)
 
-    def inner_step_done(self) -> None:
+    def start_clock(self, elapsed: float, max_minutes: float | None) -> None:
+        """An outer iteration starts `elapsed` seconds into the loop's wall time; the loop's deadline is
+        `max_minutes` of it (None: none)."""
+        now = time.perf_counter()
+        self._deadline = None if max_minutes is None else now + 60 * max_minutes - elapsed
+        self._step_started = now
+        self.cut_short = False              # whether the deadline ended this outer iteration early
+        self.inner_steps_this_iteration = 0
+
+    def inner_step_done(self) -> bool:
         self.timings.inner_iterations += 1
+        self.inner_steps_this_iteration += 1
         self.progress(1)
+        now = time.perf_counter()
+        step, self._step_started = now - self._step_started, now
+        if self._deadline is None:
+            return True
+        up = self.world.decide(now + step > self._deadline)     # rank 0's clock decides, as between iterations
+        self.cut_short = self.cut_short or up
+        return not up
 
     def real(self, indices: torch.Tensor) -> torch.Tensor:
         """Normalized real training images on the compute device."""

@@ -263,6 +263,7 @@ class Distiller:
     def _outer_iteration(self, it: int, synthetic: SyntheticSet) -> tuple[int, bool]:
         """Outer iteration `it` and its callbacks; (iterations done, whether it was the last)."""
         t0 = time.perf_counter()
+        self.context.start_clock(self.timings.elapsed, self.config.distill.max_minutes)
         if self.method.clamps:
             synthetic.clamp_()
         if self.method.reselects_every_iteration:

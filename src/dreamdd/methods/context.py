@@ -44,8 +44,11 @@ class MethodContext(Protocol):
     def timed(self, part: str) -> ContextManager[None]:
         """Count the block's wall time under `part` ("match", "network", ...); nested parts pause outer ones."""
 
-    def inner_step_done(self) -> None:
-        """One inner step of the outer iteration is over (timings and progress)."""
+    def inner_step_done(self) -> bool:
+        """One inner step of the outer iteration is over (timings and progress). False when the loop's wall-time
+        deadline (distill.max_minutes) leaves no room for another inner step as long as this one: a method whose
+        every inner step updates the images ends its outer iteration there; one whose image update comes only at
+        the end of the outer iteration (MTT, DM) goes on, and the loop stops after it."""
 
     def real_batch(self, c: int, n: int, net: nn.Module | None,
                    g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:

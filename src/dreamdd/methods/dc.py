@@ -74,7 +74,8 @@ class DC(Method):
             losses.append(ctx.image_step(loss, image_optimizer) / len(ctx.classes))
             if round_ < self.rounds - 1 and self.inner_loop > 0:
                 self.train_on_synthetic(net, net_optimizer, synthetic, g)
-            ctx.inner_step_done()
+            if not ctx.inner_step_done():    # the wall-time deadline: the images are learned up to here
+                break
         return sum(losses) / len(losses)
 
 

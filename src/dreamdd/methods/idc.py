@@ -53,5 +53,6 @@ class IDC(Method):
                 losses.append(ctx.image_step(loss, image_optimizer))
             if cfg.distill.n_data > 0:   # as IDC's code: after every round, the last one included
                 ctx.train_on_real(net, net_optimizer, g, cfg.distill.n_data)
-            ctx.inner_step_done()
+            if not ctx.inner_step_done():    # the wall-time deadline: the images are learned up to here
+                break
         return sum(losses) / len(losses)
