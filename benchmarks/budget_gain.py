@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     records = []
     print(f"\n{args.dataset} IPC {args.ipc}, --budget {args.budget}, seed {args.seed} "
           f"({args.eval_repeats} x {args.eval_epochs} epochs per set)")
-    print(f"{'arm':>7} {'iters':>6} {'steps':>6} {'lr x':>5} {'loop min':>9} {'initial':>8} {'final':>7} {'gain':>6}")
+    print(f"{'arm':>7} {'iters':>6} {'inner':>6} {'lr x':>5} {'loop min':>9} {'initial':>8} {'final':>7} {'gain':>6}")
     for i, arm in enumerate(args.arms):
         initial, final = scores[2 * i], scores[2 * i + 1]
         plan = json.loads((runs[arm] / BUDGET).read_text())
@@ -96,7 +96,8 @@ def main(argv: list[str] | None = None) -> int:
                   "load_average": [distilled[i]["load_average_start"], distilled[i]["load_average_end"]],
                   "timings": distilled[i]["summary"].get("timings")}
         records.append(record)
-        print(f"{arm:>7} {final['iteration']:>6} {plan['inner_steps']:>6} {multiple:>5.3g} "
+        inner = (record["timings"] or {}).get("inner_iterations", "?")     # the deadline may cut the last outer one
+        print(f"{arm:>7} {final['iteration']:>6} {inner:>6} {multiple:>5.3g} "
               f"{final['elapsed_seconds'] / 60:>9.1f} {initial['test_mean']:>8.2f} {final['test_mean']:>7.2f} "
               f"{record['gain']:>+6.2f}")
 
