@@ -87,8 +87,9 @@ def test_imagenet_scale_generates_an_imagenet_layout(benchmark, tmp_path):
         """)
 
 
-@pytest.mark.parametrize("script", ["ablation", "budget", "budget_gain", "dispatch", "imagenet_scale", "iterations",
-                                    "kmeans_compare", "precision", "scaling", "selection_quality", "speed"])
+@pytest.mark.parametrize("script", ["ablation", "budget", "budget_gain", "dispatch", "gpu_check", "imagenet_scale",
+                                    "iterations", "kmeans_compare", "precision", "scaling", "selection_quality",
+                                    "speed"])
 def test_every_script_parses_its_arguments(benchmark, script):
     assert "usage" in benchmark(script, "--help").stdout
 
@@ -101,3 +102,12 @@ def test_scaling_compares_one_process_with_two(benchmark, tmp_path, tiny_set):
     assert result["processes"] == 2 and result["ratio"] > 0
     assert result["max_pixel_difference"] <= 1e-3        # tests/test_distributed.py's tolerance
     assert json.loads((tmp_path / "runs" / "p2" / "summary.json").read_text())["processes"] == 2
+
+
+def test_gpu_check_runs_its_cpu_side(benchmark, tmp_path, tiny_set):
+    out = tmp_path / "gpu-check.json"
+    benchmark("gpu_check", "--device", "cpu", "--ipc", "1", "--iterations", "1", "--out", str(out), *tiny_set)
+    result = json.loads(out.read_text())
+    assert result["syncs"]["syncs"] is None                     # sync debug mode counts CUDA syncs only
+    assert result["profile"]["aten_ops_per_inner"] > 0 and result["profile"]["inner_iterations"] > 0
+    assert result["repeat"]["deterministic"]["identical"] and result["repeat"]["default"]["identical"]

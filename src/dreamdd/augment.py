@@ -11,6 +11,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from . import determinism
 from .errors import DreamddError
 
 # DSA's parameter ranges (DSA repo, ParamDiffAug).
@@ -47,6 +48,8 @@ def _view(p: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
 def _affine(x: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
     """Warp each image by its 2x3 matrix (bilinear, zero padding), as DSA's scale and rotate do."""
     grid = F.affine_grid(theta.to(x.dtype), list(x.shape), align_corners=True)
+    if determinism.enabled():      # grid_sample's backward has no deterministic CUDA kernel
+        return determinism.sample_bilinear(x, grid)
     return F.grid_sample(x, grid, align_corners=True)
 
 

@@ -31,11 +31,15 @@ def add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress bars or log lines on the terminal")
 
 
-def add_precision(parser: argparse.ArgumentParser, what: str) -> None:
+def add_numerics(parser: argparse.ArgumentParser, what: str) -> None:
     parser.add_argument("--precision", choices=list(PRECISIONS),
                         help=f"{what} in fp32, or under bfloat16 autocast (bf16); auto takes bf16 where the "
                              "hardware runs it natively (a CPU with AVX512-BF16 or AMX, CUDA with bf16), else fp32 "
                              "(default: fp32)")
+    parser.add_argument("--deterministic", action="store_true", default=None,
+                        help="deterministic algorithms (torch.use_deterministic_algorithms, with exact deterministic "
+                             "replacements where CUDA has none): the same seed gives identical bytes on CUDA too; "
+                             "the CPU is deterministic without it")
 
 
 def add_overrides(parser: argparse.ArgumentParser, help: str) -> None:
@@ -79,7 +83,7 @@ def distill_parser(sub) -> None:
     p.add_argument("--no-eval", action="store_true", help="skip the final evaluation (a resumed run remembers it)")
     p.add_argument("--tensorboard", action="store_true", help="also log metrics to RUN_DIR/tensorboard "
                                                                 "(needs the tensorboard package)")
-    add_precision(p, "the networks' forwards and backwards (matching, network updates, evaluation) run")
+    add_numerics(p, "the networks' forwards and backwards (matching, network updates, evaluation) run")
     add_common(p)
 
 
@@ -114,7 +118,7 @@ def evaluate_parser(sub) -> None:
                                                      "./eval_table)")
     add_overrides(p, "override the recipe, e.g. --set eval.patience=4 --set eval.lr=0.02")
     p.add_argument("--json", action="store_true", help="print the full result as JSON")
-    add_precision(p, "the networks train and validate (test accuracy is measured in fp32)")
+    add_numerics(p, "the networks train and validate (test accuracy is measured in fp32)")
     add_common(p)
 
 
@@ -134,7 +138,7 @@ def select_parser(sub) -> None:
     p.add_argument("--out", help="folder to create (default: runs/<dataset>-coreset-<method>-<N>-s<seed>)")
     p.add_argument("--no-eval", action="store_true", help="skip the evaluation")
     add_overrides(p, "override settings (model.*, eval.*), e.g. --set eval.repeats=5")
-    add_precision(p, "the feature network and the evaluation train")
+    add_numerics(p, "the feature network and the evaluation train")
     add_common(p)
 
 
@@ -245,8 +249,8 @@ def run_distill(args) -> int:
     result = distill(args.dataset, args.ipc, preset=args.preset, selector=args.selector, init=args.init,
                      method=args.method, image_size=args.image_size,
                      iterations=args.iterations, out=args.out, overrides=parse_overrides(args.overrides),
-                     seed=args.seed, device=args.device, precision=args.precision, data_root=args.data_root,
-                     resume=args.resume,
+                     seed=args.seed, device=args.device, precision=args.precision,
+                     deterministic=args.deterministic, data_root=args.data_root, resume=args.resume,
                      evaluate=False if args.no_eval else None, tensorboard=args.tensorboard, budget=args.budget,
                      quiet=args.quiet)
     if not current_world().is_main:    # under torchrun rank 0 alone speaks
@@ -276,7 +280,8 @@ def run_evaluate(args) -> int:
     from .tables import markdown, write_tables
     common = dict(repeats=args.repeats, epochs=args.epochs, data_root=args.data_root, protocol=args.protocol,
                   overrides=parse_overrides(args.overrides), quiet=args.quiet,
-                  **given(device=args.device, seed=args.seed, workers=args.workers, precision=args.precision))
+                  **given(device=args.device, seed=args.seed, workers=args.workers, precision=args.precision,
+                          deterministic=args.deterministic))
     models = args.models.split(",") if args.models else [args.model]
     if args.whole_dataset:
         results = [evaluate_whole_dataset(args.whole_dataset, model=m, **common) for m in models]
@@ -308,7 +313,7 @@ def run_select(args) -> int:
     from .config import parse_overrides
     result = select(args.dataset, args.per_class, args.method, out=args.out, feature_epochs=args.feature_epochs,
                     seed=args.seed, data_root=args.data_root, device=args.device, precision=args.precision,
-                    evaluate=False if args.no_eval else None, overrides=parse_overrides(args.overrides),
+                    deterministic=args.deterministic, evaluate=False if args.no_eval else None, overrides=parse_overrides(args.overrides),
                     resume=args.resume, quiet=args.quiet)
     evaluation = result.summary.get("evaluation")
     if evaluation:

@@ -177,6 +177,7 @@ class Config:
     seed: int = 0
     device: str = "auto"
     precision: str = "fp32"        # fp32 | bf16 | auto (dreamdd.precision; auto is resolved when a run is created)
+    deterministic: bool = False    # deterministic algorithms, for identical bytes on CUDA too (dreamdd.determinism)
     preset: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
@@ -275,7 +276,7 @@ def merge(config: Config, data: dict[str, Any], origin: str) -> None:
             setattr(config, name, _coerce(value, top_types[name], name))
         elif name != "extends":
             raise DreamddError(f"{origin}: unknown setting '{name}'; sections are {', '.join(sorted(SECTIONS))}"
-                               " and top-level keys are seed, device, precision, preset")
+                               " and top-level keys are seed, device, precision, deterministic, preset")
 
 
 def safe_yaml(text: str, origin: str) -> Any:

@@ -6,6 +6,7 @@ from typing import Callable, Sequence
 import torch
 import torch.nn.functional as F
 
+from . import determinism
 from .errors import DreamddError
 
 
@@ -20,6 +21,8 @@ def decode(images: torch.Tensor, factor: int) -> torch.Tensor:
     th, tw = h // factor, w // factor
     tiles = images[:, :, : th * factor, : tw * factor].reshape(n, c, factor, th, factor, tw)
     tiles = tiles.permute(0, 2, 4, 1, 3, 5).reshape(n * factor * factor, c, th, tw)
+    if determinism.enabled():      # upsample_bilinear2d's backward has no deterministic CUDA kernel
+        return determinism.resize_bilinear(tiles, (h, w))
     return F.interpolate(tiles, size=(h, w), mode="bilinear", align_corners=False)
 
 

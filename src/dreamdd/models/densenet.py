@@ -80,7 +80,8 @@ class DenseNet(nn.Module):
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """The globally average-pooled final map after BN and ReLU (input of the classifier)."""
         out = F.relu(self.bn(self.features(self.conv1(x))))
-        return F.adaptive_avg_pool2d(out, 1).flatten(1)
+        return out.mean(dim=(2, 3))   # global average pooling (adaptive_avg_pool2d's CUDA backward is not
+                                      # deterministic: dreamdd.determinism)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.embed(x))

@@ -92,7 +92,8 @@ class ResNet(nn.Module):
         out = F.relu(self.bn1(self.conv1(x)))
         for name in self.stage_names:
             out = getattr(self, name)(out)
-        return F.adaptive_avg_pool2d(out, 1).flatten(1)
+        return out.mean(dim=(2, 3))   # global average pooling (adaptive_avg_pool2d's CUDA backward is not
+                                      # deterministic: dreamdd.determinism)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.embed(x))

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import torch
 
+from .. import determinism
 from ..errors import DreamddError
 
 INITS = ("kmeans++", "random")
@@ -60,8 +61,12 @@ def _kmeans_plus_plus(x: torch.Tensor, k: int, x_sq: torch.Tensor, generator: to
     centers = [x[first]]
     closest = squared_distances(x, x[first:first + 1], x_sq)[:, 0]
     for _ in range(1, k):
-        cdf = torch.cumsum(closest, 0)
-        draws = _uniform(trials, generator, x) * cdf[-1]
+        if determinism.enabled():      # a float cumsum has no deterministic CUDA kernel: fixed point
+            cdf, total = determinism.cumulative(closest)
+            draws = (_uniform(trials, generator, x).double() * total).long()
+        else:
+            cdf = torch.cumsum(closest, 0)
+            draws = _uniform(trials, generator, x) * cdf[-1]
         cand = torch.searchsorted(cdf, draws, right=True).clamp_(max=n - 1)
         potential = torch.minimum(closest.unsqueeze(0), squared_distances(x[cand], x, x_sq[cand], x_sq))  # (trials, n)
         best = potential.sum(1).argmin().view(1)    # kept as a tensor (index_select): no host sync per centroid
