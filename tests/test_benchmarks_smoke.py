@@ -87,9 +87,9 @@ def test_imagenet_scale_generates_an_imagenet_layout(benchmark, tmp_path):
         """)
 
 
-@pytest.mark.parametrize("script", ["ablation", "budget", "budget_gain", "dispatch", "gpu_check", "imagenet_scale",
-                                    "iterations", "kmeans_compare", "precision", "scaling", "selection_quality",
-                                    "speed"])
+@pytest.mark.parametrize("script", ["ablation", "budget", "budget_gain", "dispatch", "gpu_check", "image_step",
+                                    "imagenet_scale", "iterations", "kmeans_compare", "precision", "scaling",
+                                    "selection_quality", "speed"])
 def test_every_script_parses_its_arguments(benchmark, script):
     assert "usage" in benchmark(script, "--help").stdout
 
@@ -111,3 +111,10 @@ def test_gpu_check_runs_its_cpu_side(benchmark, tmp_path, tiny_set):
     assert result["syncs"]["syncs"] is None                     # sync debug mode counts CUDA syncs only
     assert result["profile"]["aten_ops_per_inner"] > 0 and result["profile"]["inner_iterations"] > 0
     assert result["repeat"]["deterministic"]["identical"] and result["repeat"]["default"]["identical"]
+
+
+def test_image_step_times_both_steps(benchmark, tmp_path):
+    out = tmp_path / "image-step.json"
+    benchmark("image_step", "--classes", "3", "6", "--ipc", "1", "--size", "8", "--steps", "2", "--out", str(out))
+    rows = json.loads(out.read_text())["rows"]
+    assert [r["classes"] for r in rows] == [3, 6] and all(r["whole_set_ms"] > 0 and r["class_ms"] > 0 for r in rows)

@@ -15,6 +15,7 @@ from dreamdd.engine.distiller import Distiller
 from dreamdd.experts import ExpertBuffer, experts
 from dreamdd.methods import dc_loops, learned_eval_settings, list_methods
 from dreamdd.synthetic import SyntheticSet
+from dreamdd.image_optimizer import ImageSGD
 
 from conftest import TINY
 METHODS = ["idc", "dc", "dsa", "dm", "dreamplus", "mtt"]
@@ -62,7 +63,7 @@ def test_method_lowers_its_own_loss(method, expert_dir):
     def probe(images):
         distiller = Distiller(config, data, torch.device("cpu"))
         synthetic = SyntheticSet(images, data.info.num_classes, config.synth.factor)
-        frozen = torch.optim.SGD([synthetic.images], lr=0.0)
+        frozen = ImageSGD(synthetic.images, lr=0.0, momentum=0.0, classes=data.info.num_classes)
         return distiller.method.outer_iteration(0, synthetic, frozen)
 
     start = Distiller(config, data, torch.device("cpu")).initial_set().images.detach()

@@ -69,12 +69,10 @@ class SyntheticSet:
 
     def sample(self, c: int, max_images: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         """Decoded images of class c (in the graph), a random subset of `max_images` when there are more."""
-        decoded = decode(self.images[self.class_slice(c)], self.factor)
-        if decoded.shape[0] > max_images:
-            keep = torch.randperm(decoded.shape[0], generator=generator)[:max_images].to(decoded.device)
-            decoded = decoded[keep]
-        labels = torch.full((decoded.shape[0],), c, dtype=torch.long, device=decoded.device)
-        return decoded, labels
+        return _sample(self.images[self.class_slice(c)], c, self.factor, max_images, generator)
+
+    def class_rows(self, c: int) -> "ClassRows":
+        return ClassRows(self, c)
 
     def decoded(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Every decoded training image (detached) and its label: what a network is evaluated on."""
@@ -84,6 +82,30 @@ class SyntheticSet:
     def clamp_(self) -> None:
         with torch.no_grad():
             self.images.clamp_(0.0, 1.0)
+
+
+def _sample(images: torch.Tensor, c: int, factor: int, max_images: int,
+            generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    decoded = decode(images, factor)
+    if decoded.shape[0] > max_images:
+        keep = torch.randperm(decoded.shape[0], generator=generator)[:max_images].to(decoded.device)
+        decoded = decoded[keep]
+    return decoded, torch.full((decoded.shape[0],), c, dtype=torch.long, device=decoded.device)
+
+
+class ClassRows:
+    """Class c's stored images as a leaf of their own (a copy that requires grad), sampled as SyntheticSet
+    samples them: the gradient of a class's image step then holds that class alone, not the whole set
+    (ImageSGD.class_step writes the step back into the set)."""
+
+    def __init__(self, synthetic: SyntheticSet, c: int):
+        self.c, self.factor = c, synthetic.factor
+        self.images = synthetic.images.detach()[synthetic.class_slice(c)].clone().requires_grad_(True)
+
+    def sample(self, c: int, max_images: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        if c != self.c:
+            raise ValueError(f"these are class {self.c}'s rows, not class {c}'s")
+        return _sample(self.images, c, self.factor, max_images, generator)
 
 
 def initial_images(init: str, num_classes: int, ipc: int, factor: int, shape: Sequence[int],

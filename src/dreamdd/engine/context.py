@@ -15,7 +15,8 @@ from ..data import LoadedDataset
 from ..distributed import SINGLE, World
 from ..errors import DreamddError
 from ..seeding import generator
-from ..synthetic import SyntheticSet
+from ..image_optimizer import ImageSGD
+from ..synthetic import ClassRows, SyntheticSet
 from ..training import build_network, make_augment, train_step
 from .timing import Timings
 
@@ -81,8 +82,9 @@ class LoopContext:
         real = self.real(idx)
         return real, torch.full((real.shape[0],), c, dtype=torch.long, device=real.device)
 
-    def paired_batches(self, c: int, net: torch.nn.Module | None, synthetic: SyntheticSet, g: torch.Generator,
-                       n_real: int, augment=None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    def paired_batches(self, c: int, net: torch.nn.Module | None, synthetic: SyntheticSet | ClassRows,
+                       g: torch.Generator, n_real: int,
+                       augment=None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         real, real_labels = self.real_batch(c, n_real, net, g)
         syn, syn_labels = synthetic.sample(c, self.config.synth.max_per_class, g)
         syn = self.data.info.normalize(syn)
@@ -103,12 +105,17 @@ class LoopContext:
                 extra.step()
         return loss.detach()
 
-    def skip_class_step(self, image_optimizer: torch.optim.Optimizer) -> None:
+    def class_image_step(self, c: int, synthetic: SyntheticSet, image_optimizer: ImageSGD,
+                         loss_of: Callable[[ClassRows], torch.Tensor]) -> torch.Tensor:
+        rows = synthetic.class_rows(c)
+        loss = loss_of(rows)
         with self.timings.part("match"):
-            for group in image_optimizer.param_groups:
-                for p in group["params"]:
-                    p.grad = torch.zeros_like(p)
-            image_optimizer.step()
+            loss.backward()
+            image_optimizer.class_step(c, rows.images.grad)
+        return loss.detach()
+
+    def skip_class_step(self, image_optimizer: ImageSGD) -> None:
+        image_optimizer.skip_step()
 
     def whole_set(self, synthetic: SyntheticSet) -> tuple[torch.Tensor, torch.Tensor]:
         if not self.world.distributed:

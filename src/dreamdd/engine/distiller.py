@@ -232,7 +232,7 @@ class Distiller:
         else:
             synthetic = self.initial_set()
         self.image_optimizer = ImageSGD(synthetic.images, self.image_lr, cfg.synth.momentum,
-                                        self.method.image_preconditioner())
+                                        self.method.image_preconditioner(), classes=self.info.num_classes)
         self.callbacks = self.default_callbacks()
         if resume is not None:
             self.image_optimizer.load_state_dict(resume["image_optimizer"])
@@ -268,7 +268,9 @@ class Distiller:
             synthetic.clamp_()
         if self.method.reselects_every_iteration:
             self.selector.reset()         # the matching network is new: cached choices are stale
-        loss = float(self.method.outer_iteration(it, synthetic, self.image_optimizer))    # the one read per iteration
+        loss = self.method.outer_iteration(it, synthetic, self.image_optimizer)
+        self.image_optimizer.flush()      # every class's owed momentum steps, before anything reads the images
+        loss = float(loss)                # the one read per outer iteration
         if not math.isfinite(loss):
             raise DreamddError(f"the matching loss became {loss} in outer iteration {it}; lower the image learning "
                                "rate (--set synth.lr=...) or check the data")

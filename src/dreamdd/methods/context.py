@@ -20,13 +20,14 @@ from torch import nn
 if TYPE_CHECKING:
     from ..config import Config
     from ..data import LoadedDataset
-    from ..synthetic import SyntheticSet
+    from ..image_optimizer import ImageSGD
+    from ..synthetic import ClassRows, SyntheticSet
 
 Augment = Callable[..., torch.Tensor]
 
 
 class MethodContext(Protocol):
-    """The loop as a method sees it (15 members)."""
+    """The loop as a method sees it (17 members)."""
 
     config: "Config"
     data: "LoadedDataset"          # info (normalization, class count) and the training split
@@ -54,8 +55,8 @@ class MethodContext(Protocol):
                    g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         """n real images of class c chosen by the selector (embedding with `net`), normalized, and labels."""
 
-    def paired_batches(self, c: int, net: nn.Module | None, synthetic: "SyntheticSet", g: torch.Generator,
-                       n_real: int, augment: Augment | None = None
+    def paired_batches(self, c: int, net: nn.Module | None, synthetic: "SyntheticSet | ClassRows",
+                       g: torch.Generator, n_real: int, augment: Augment | None = None
                        ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """Class c's real batch and synthetic images (in the graph), normalized, siamese-augmented if asked."""
 
@@ -65,7 +66,13 @@ class MethodContext(Protocol):
         detached, as a tensor: the loop reads it and checks it is finite once per outer iteration, not once per
         step (each read is a host sync on a GPU)."""
 
-    def skip_class_step(self, image_optimizer: torch.optim.Optimizer) -> None:
+    def class_image_step(self, c: int, synthetic: "SyntheticSet", image_optimizer: "ImageSGD",
+                         loss_of: Callable[["ClassRows"], torch.Tensor]) -> torch.Tensor:
+        """An image step of class c alone: loss_of(rows) computes the loss from class c's rows (sampled as the set
+        samples them), and the step (the momentum of every class moving, as image_step on a loss of class c)
+        costs what class c holds, not the whole set (ImageSGD.class_step); returns the loss as image_step does."""
+
+    def skip_class_step(self, image_optimizer: "ImageSGD") -> None:
         """Another process takes an image step for a class this one does not own: take the zero-gradient step
         one process would take here, so that this process's images (their momentum) move as in one process."""
 

@@ -49,8 +49,8 @@ class IDC(Method):
                 if c not in streams:
                     ctx.skip_class_step(image_optimizer)
                     continue
-                loss = self.class_loss(c, net, synthetic, streams[c])
-                losses.append(ctx.image_step(loss, image_optimizer))
+                losses.append(ctx.class_image_step(c, synthetic, image_optimizer,
+                                                   lambda rows: self.class_loss(c, net, rows, streams[c])))
             if cfg.distill.n_data > 0:   # as IDC's code: after every round, the last one included
                 ctx.train_on_real(net, net_optimizer, g, cfg.distill.n_data)
             if not ctx.inner_step_done():    # the wall-time deadline: the images are learned up to here
