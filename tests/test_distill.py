@@ -114,6 +114,23 @@ def test_the_deadline_ends_a_dc_outer_iteration_after_the_round_it_falls_in(tmp_
     assert result.summary["iterations"] == 1 and result.summary["timings"]["inner_iterations"] == 1
 
 
+def test_a_method_that_ends_at_the_deadline_starts_an_outer_iteration_while_one_inner_step_fits():
+    from types import SimpleNamespace
+    from dreamdd.engine.callbacks import TimeBudget
+
+    def loop(ends_at_deadline):
+        return SimpleNamespace(method=SimpleNamespace(ends_at_deadline=ends_at_deadline),
+                               context=SimpleNamespace(cut_short=False, last_step_seconds=2.0,
+                                                       inner_steps_this_iteration=3),
+                               timings=SimpleNamespace(elapsed=50.0))
+    # 10 s left of a minute: an inner step of 2 s fits, an outer iteration of 20 s does not
+    assert not TimeBudget(1).stop_after(loop(True), 1, 20.0)
+    assert TimeBudget(1).stop_after(loop(False), 1, 20.0)
+    cut = loop(True)
+    cut.context.cut_short = True                  # the deadline already ended this outer iteration
+    assert TimeBudget(1).stop_after(cut, 1, 5.0)
+
+
 def test_the_budget_admits_an_iteration_only_if_it_would_end_in_time():
     assert room_for_another(elapsed=50.0, last_iteration=10.0, max_minutes=1)
     assert not room_for_another(elapsed=50.0, last_iteration=10.5, max_minutes=1)   # would end at 60.5 s

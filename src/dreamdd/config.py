@@ -136,7 +136,7 @@ class DistillConfig:
     eval_epochs: int | None = None # epochs per periodic evaluation (None: eval.epochs)
     checkpoint_every: int = 10     # outer iterations between checkpoints
     snapshot_every: int = 0        # outer iterations between snapshots of the set (0: none; also saves iteration 0)
-    max_minutes: float | None = None   # wall-time budget: stop before an outer iteration that would end after it
+    max_minutes: float | None = None   # wall-time deadline of the loop (engine.callbacks.TimeBudget)
     budget_minutes: float | None = None   # set by --budget: the whole budget the run was planned for (budget.json)
     budget_calibrate: bool = True  # --budget: choose the image lr on validation probes (false: keep the preset's)
 

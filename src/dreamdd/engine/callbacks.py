@@ -159,8 +159,9 @@ def room_for_another(elapsed: float, last_iteration: float, max_minutes: float |
 
 class TimeBudget(Callback):
     """Ends the run at distill.max_minutes of loop wall time: inside an outer iteration when another inner step as
-    long as the last would end after it (the method ends its outer iteration there: LoopContext.inner_step_done),
-    or between outer iterations when another as long as the last would; and records why."""
+    long as the last would end after it (a method that ends_at_deadline ends its outer iteration there:
+    LoopContext.inner_step_done), or between outer iterations when not even one more inner step (for such a
+    method) or another outer iteration as long as the last (for the others) would end in time; and records why."""
 
     def __init__(self, max_minutes: float | None):
         self.max_minutes = max_minutes
@@ -171,9 +172,12 @@ class TimeBudget(Callback):
             self.why = (f"the deadline came in it after {loop.context.inner_steps_this_iteration} inner steps "
                         "(another would have ended after")
             return True
-        if room_for_another(loop.timings.elapsed, iteration_seconds, self.max_minutes):
+        cut = loop.method.ends_at_deadline
+        if room_for_another(loop.timings.elapsed, loop.context.last_step_seconds if cut else iteration_seconds,
+                            self.max_minutes):
             return False
-        self.why = f"another outer iteration ({iteration_seconds / 60:.1f} min) would end after"
+        self.why = (f"not even another inner step ({loop.context.last_step_seconds:.1f} s) would end before" if cut
+                    else f"another outer iteration ({iteration_seconds / 60:.1f} min) would end after")
         return True
 
     def on_iteration_end(self, loop, done, synthetic, last):

@@ -57,6 +57,7 @@ class LoopContext:
         self._step_started = now
         self.cut_short = False              # whether the deadline ended this outer iteration early
         self.inner_steps_this_iteration = 0
+        self.last_step_seconds = 0.0
 
     def inner_step_done(self) -> bool:
         self.timings.inner_iterations += 1
@@ -64,6 +65,7 @@ class LoopContext:
         self.progress(1)
         now = time.perf_counter()
         step, self._step_started = now - self._step_started, now
+        self.last_step_seconds = step
         if self._deadline is None:
             return True
         up = self.world.decide(now + step > self._deadline)     # rank 0's clock decides, as between iterations

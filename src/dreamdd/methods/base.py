@@ -34,6 +34,9 @@ class Method:
     # Whether the selector forgets its cached choices at the start of every outer iteration (the matching
     # network is new then); DM keeps them for select.interval iterations, MTT never selects.
     reselects_every_iteration = True
+    # Whether an outer iteration ends early at the wall-time deadline, after any inner step (each one updates the
+    # images: IDC, DREAM+, DC, DSA), so the loop may start one that would not fit (MethodContext.inner_step_done).
+    ends_at_deadline = False
 
     def __init__(self, ctx: MethodContext):
         self.ctx = ctx

@@ -24,6 +24,7 @@ class DC(Method):
     name = "dc"
     image_space = "normalized"   # DC's main.py learns the normalized images and never clamps them
     clamps = False
+    ends_at_deadline = True
 
     def __init__(self, ctx):
         super().__init__(ctx)

@@ -13,6 +13,7 @@ class IDC(Method):
     """Gradient matching of conv-weight gradients (mse or l1), one image step per class per round."""
 
     name = "idc"
+    ends_at_deadline = True
 
     def __init__(self, ctx):
         super().__init__(ctx)
