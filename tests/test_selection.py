@@ -253,3 +253,25 @@ def test_factory_and_errors():
         RepresentativeSelector().select(0, candidates, 8, generator=gen())
     with pytest.raises(DreamddError, match="embed"):
         RepresentativeSelector().select(0, candidates, 8, net=nn.Linear(8, 8), images_fn=bank, generator=gen())
+
+
+@pytest.mark.parametrize("window", [2, 4, 7])
+@pytest.mark.parametrize("case", ["blobs", "empty clusters", "few steps", "noise"])
+def test_kmeans_windows_of_lloyd_steps_give_the_one_step_result(window, case):
+    """Lloyd steps taken a window at a time (one read per window, as off the CPU) give exactly what one step at a
+    time gives: the same centroids, assignments, inertia and number of updates."""
+    g = torch.Generator().manual_seed(3)
+    if case == "empty clusters":     # random init with duplicate points: some clusters start empty
+        x = torch.cat([torch.zeros(30, 4), torch.randn(20, 4, generator=g) * 5])
+        options = dict(init="random")
+    elif case == "few steps":
+        x, options = torch.randn(200, 8, generator=g), dict(max_iter=3, tol=0.0)
+    elif case == "noise":
+        x, options = torch.randn(300, 16, generator=g), dict(tol=1e-6)
+    else:
+        x = torch.cat([torch.randn(50, 6, generator=g) + 8 * i for i in range(4)])
+        options = {}
+    one = kmeans(x, 6, torch.Generator().manual_seed(0), window=1, **options)
+    many = kmeans(x, 6, torch.Generator().manual_seed(0), window=window, **options)
+    assert torch.equal(one.centroids, many.centroids) and torch.equal(one.assignments, many.assignments)
+    assert one.inertia == many.inertia and one.iterations == many.iterations

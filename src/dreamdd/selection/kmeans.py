@@ -14,6 +14,7 @@ from .. import determinism
 from ..errors import DreamddError
 
 INITS = ("kmeans++", "random")
+LLOYD_WINDOW = 4   # Lloyd steps taken before their stopping tests are read, off the CPU (each read is a host sync)
 DIST_BLOCK = 1 << 22  # entries of one block of the (points x centroids) distance matrix: 16 MiB in float32
 
 
@@ -107,12 +108,15 @@ def _reseed_empty(assignments: torch.Tensor, d2: torch.Tensor, k: int) -> torch.
 
 
 def kmeans(x: torch.Tensor, k: int, generator: torch.Generator, init: str = "kmeans++", max_iter: int = 100,
-           tol: float = 1e-4, init_centroids: torch.Tensor | None = None) -> KMeansResult:
+           tol: float = 1e-4, init_centroids: torch.Tensor | None = None, window: int | None = None) -> KMeansResult:
     """Cluster the rows of x (n, d) into k clusters with Lloyd's algorithm, on x's device.
 
     Stops when the assignments no longer change, after `max_iter` updates, or when the summed squared centroid
     shift drops to `tol` times the mean per-feature variance of x (scikit-learn's relative tolerance, so the same
     `tol` means the same thing in both). `init_centroids` (k, d) warm-starts and skips the random init.
+    `window` Lloyd steps are taken before their stopping tests are read at once (default: 1 on the CPU, where a
+    read is free, LLOYD_WINDOW elsewhere); the steps past the stopping one are dropped, so the result is the same
+    for every window.
     """
     if x.dim() != 2:
         raise ValueError(f"kmeans expects an (n, d) tensor, got shape {tuple(x.shape)}")
@@ -136,24 +140,52 @@ def kmeans(x: torch.Tensor, k: int, generator: torch.Generator, init: str = "kme
     else:
         centroids = _kmeans_plus_plus(x, k, x_sq, generator)
     threshold = tol * float(x.var(0, unbiased=False).mean())
-    previous, converged, iterations = None, False, 0
-    for _ in range(max_iter):
-        d2, assignments = nearest_centroid(x, centroids, x_sq)
-        converged = previous is not None and torch.equal(assignments, previous)
-        if converged:
-            break  # the centroids already are the means of these assignments
-        assignments = _reseed_empty(assignments, d2, k)
-        updated = _cluster_means(x, assignments, k)
-        shift = float((updated - centroids).pow(2).sum())
-        centroids, previous = updated, assignments
-        iterations += 1
-        if shift <= threshold:
-            break
+    window = window or (1 if x.device.type == "cpu" else LLOYD_WINDOW)
+    centroids, assignments, iterations, converged = _lloyd(x, x_sq, centroids, k, max_iter, threshold, window)
     if not converged:  # the assignments that belong to the final centroids
         _, assignments = nearest_centroid(x, centroids, x_sq)
     inertia = sum(float((x[s:s + 4096] - centroids[assignments[s:s + 4096]]).pow(2).sum())  # exact, not expanded
                   for s in range(0, n, 4096))
     return KMeansResult(centroids + mean, assignments, inertia, iterations)
+
+
+def _lloyd(x: torch.Tensor, x_sq: torch.Tensor, centroids: torch.Tensor, k: int, max_iter: int, threshold: float,
+           window: int) -> tuple[torch.Tensor, torch.Tensor | None, int, bool]:
+    """Lloyd's steps from `centroids` until the assignments repeat (converged), the centroids move by at most
+    `threshold`, or max_iter steps: (centroids, the assignments of the converged step or None, updates, converged).
+
+    A step is: nearest centroids; stop if they equal the previous step's; re-seed empty clusters; move each
+    centroid to its cluster's mean; stop if the move was small. Steps are taken `window` at a time with their
+    tests kept on the device and read together; a window stops at its first step that stops, or that has an empty
+    cluster (re-seeding reads the data, so that step is taken on its own), and what came after is dropped.
+    """
+    previous, turns, iterations = None, 0, 0
+    while turns < max_iter:
+        steps, c, p = [], centroids, previous
+        for _ in range(min(window, max_iter - turns)):
+            d2, a = nearest_centroid(x, c, x_sq)
+            same = (a == p).all() if p is not None else torch.zeros((), dtype=torch.bool, device=x.device)
+            empty = (torch.bincount(a, minlength=k) == 0).any()
+            updated = _cluster_means(x, a, k)
+            steps.append((d2, a, updated, torch.stack([same.to(x.dtype), empty.to(x.dtype),
+                                                       (updated - c).pow(2).sum()])))
+            c, p = updated, a
+        tests = torch.stack([s[3] for s in steps]).tolist()      # the window's one read
+        for (d2, a, updated, _), (same, empty, shift) in zip(steps, tests):
+            turns += 1
+            if same:
+                return centroids, a, iterations, True      # the centroids already are the means of these
+            if empty:
+                a = _reseed_empty(a, d2, k)
+                updated = _cluster_means(x, a, k)
+                shift = float((updated - centroids).pow(2).sum())
+            centroids, previous = updated, a
+            iterations += 1
+            if shift <= threshold:
+                return centroids, None, iterations, False
+            if empty:
+                break                                       # the window's later steps started from other centroids
+    return centroids, None, iterations, False
 
 
 def nearest_to_centroids(x: torch.Tensor, centroids: torch.Tensor,
