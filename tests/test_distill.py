@@ -107,11 +107,15 @@ def test_max_minutes_stops_early_and_records_why(tmp_path):
 
 
 def test_the_deadline_ends_a_dc_outer_iteration_after_the_round_it_falls_in(tmp_path):
-    """DC's rounds each update the images, so the deadline ends its outer iteration of 4 rounds after the first."""
-    settings = dict(TINY, distill=dict(TINY["distill"], max_minutes=1e-9, eval_every=0),
+    """DC's rounds each update the images, so the deadline ends its outer iteration of 4 rounds after the first;
+    cut in the last planned outer iteration, the run still records that the deadline ended it."""
+    settings = dict(TINY, distill=dict(TINY["distill"], max_minutes=1e-9, eval_every=0, iterations=1),
                     match=dict(TINY.get("match", {}), method="dc"), dc={"outer_loop": 4, "inner_loop": 1})
     result = tiny(tmp_path, "dc", overrides=settings, evaluate=False)
     assert result.summary["iterations"] == 1 and result.summary["timings"]["inner_iterations"] == 1
+    events = [json.loads(line) for line in (result.path / "metrics.jsonl").read_text().splitlines()]
+    assert any(e["event"] == "stopped" and e["cut_short"] for e in events)
+    assert "the deadline came in it after 1 inner steps" in (result.path / "log.txt").read_text()
 
 
 def test_a_method_that_ends_at_the_deadline_starts_an_outer_iteration_while_one_inner_step_fits():

@@ -181,7 +181,7 @@ class TimeBudget(Callback):
         return True
 
     def on_iteration_end(self, loop, done, synthetic, last):
-        if self.why is not None and done != loop.config.distill.iterations:
+        if self.why is not None and (done != loop.config.distill.iterations or loop.context.cut_short):
             loop.log(f"stopping after outer iteration {done} ({loop.timings.elapsed / 60:.1f} min): {self.why} "
                      f"distill.max_minutes = {self.max_minutes:g}" + (")" if loop.context.cut_short else ""))
             loop.record({"event": "stopped", "iteration": done, "reason": "max_minutes",
