@@ -88,7 +88,7 @@ def test_imagenet_scale_generates_an_imagenet_layout(benchmark, tmp_path):
 
 
 @pytest.mark.parametrize("script", ["ablation", "budget", "budget_gain", "dispatch", "gpu_check", "image_step",
-                                    "imagenet_scale", "iterations", "kmeans_compare", "precision", "scaling",
+                                    "imagenet_scale", "iterations", "kmeans_compare", "precision", "precision_accuracy", "scaling",
                                     "selection_quality", "speed"])
 def test_every_script_parses_its_arguments(benchmark, script):
     assert "usage" in benchmark(script, "--help").stdout
@@ -118,3 +118,19 @@ def test_image_step_times_both_steps(benchmark, tmp_path):
     benchmark("image_step", "--classes", "3", "6", "--ipc", "1", "--size", "8", "--steps", "2", "--out", str(out))
     rows = json.loads(out.read_text())["rows"]
     assert [r["classes"] for r in rows] == [3, 6] and all(r["whole_set_ms"] > 0 and r["class_ms"] > 0 for r in rows)
+
+
+def test_precision_accuracy_evaluates_each_set_in_both_precisions(benchmark, tmp_path, tiny_set):
+    out = tmp_path / "precision-accuracy.json"
+    benchmark("precision_accuracy", "--dataset", "digits", "--ipc", "1", "--seeds", "0", "1", "--iterations", "1",
+              "--eval-repeats", "1", "--eval-epochs", "2", "--runs", str(tmp_path / "runs"), "--out", str(out),
+              *tiny_set)
+    result = json.loads(out.read_text())
+    assert set(result["table"]) == {"fp32/fp32", "fp32/bf16", "bf16/fp32", "bf16/bf16"}
+    assert all(len(row["per_seed"]) == 2 for row in result["table"].values())
+    assert set(result["verdict"]) == {"fp32/bf16", "bf16/fp32", "bf16/bf16"}
+    for precision in ("fp32", "bf16"):
+        summary = json.loads((tmp_path / "runs" / f"{precision}-s0" / "summary.json").read_text())
+        assert summary["precision"] == precision
+        cached = list((tmp_path / "runs" / f"{precision}-s0" / "snapshots").rglob("eval-*.json"))
+        assert sorted(json.loads(c.read_text())["precision"] for c in cached) == ["bf16", "fp32"]

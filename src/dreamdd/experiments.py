@@ -17,6 +17,7 @@ import math
 import os
 import platform
 import statistics
+import time
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
@@ -56,18 +57,23 @@ def snapshot_elapsed(snapshot: str | os.PathLike) -> float:
     return float(json.loads((Path(snapshot) / names.METADATA).read_text())["elapsed_seconds"])
 
 
-def evaluate_snapshot(snapshot: str | os.PathLike, repeats: int, epochs: int | None) -> dict[str, Any]:
-    """Test accuracy (checkpoint chosen on validation) of one snapshot; cached beside it."""
+def evaluate_snapshot(snapshot: str | os.PathLike, repeats: int, epochs: int | None,
+                      precision: str = "fp32") -> dict[str, Any]:
+    """Test accuracy (checkpoint chosen on validation) of one snapshot, or of a finished run's artifact, with its
+    networks trained in `precision`; cached beside it."""
     from . import api
     snapshot = Path(snapshot)
-    cache = snapshot / f"eval-r{repeats}-e{epochs or 'recipe'}.json"
+    suffix = "" if precision == "fp32" else f"-{precision}"
+    cache = snapshot / f"eval-r{repeats}-e{epochs or 'recipe'}{suffix}.json"
     if cache.exists():
         return json.loads(cache.read_text())
     meta = json.loads((snapshot / names.METADATA).read_text())
-    result = api.evaluate(str(snapshot), repeats=repeats, epochs=epochs)
+    started = time.perf_counter()
+    result = api.evaluate(str(snapshot), repeats=repeats, epochs=epochs, precision=precision)
     record = {"iteration": meta["iterations"], "elapsed_seconds": meta["elapsed_seconds"],
               "test_mean": result["test_mean"], "test_std": result["test_std"], "val_mean": result["val_mean"],
-              "epochs": result["epochs"], "repeats": result["repeats"]}
+              "epochs": result["epochs"], "repeats": result["repeats"], "precision": result["precision"],
+              "eval_seconds": time.perf_counter() - started}
     cache.write_text(json.dumps(record, indent=1) + "\n")
     return record
 
