@@ -8,7 +8,7 @@ the least disturbed figure). Nothing here asserts on time.
     .venv/bin/python benchmarks/speed.py selection [--classes 3] [--repeats 2] [--data-root /work/data]
     .venv/bin/python benchmarks/speed.py share     [--inner 5] [--pool-size 1000] [--data-root /work/data]
     .venv/bin/python benchmarks/speed.py memory    [--inner 2] [--data-root /work/data]
-    .venv/bin/python benchmarks/speed.py eval      [--epochs 3] [--threads 1]
+    .venv/bin/python benchmarks/speed.py eval      [--epochs 3] [--threads 1] [--precisions fp32 bf16]
 
 Shapes are the paper's CIFAR-10 IPC 10 settings (preset cifar10-ipc10): ConvNet-3, width 128, instance norm,
 10 classes, real batch 128, min(128, IPC * factor^2) = 40 decoded synthetic images per class, network update on
@@ -36,6 +36,7 @@ from dreamdd.methods.gradient import gradient_distance
 from dreamdd.experiments import convnet, embed, load_cifar, train_real
 from dreamdd.experiments import machine as machine_info
 from dreamdd.models import matching_parameters
+from dreamdd.precision import autocast
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
@@ -429,9 +430,11 @@ def cmd_memory(args) -> dict[str, Any]:
 # ---- eval --------------------------------------------------------------------------------------------------
 def eval_breakdown(n_images: int = 400, batch: int = 64, epochs: int = 3, val_images: int = 5000,
                    size: int = 32, width: int = 128, num_classes: int = 10, full_epochs: int = 1000,
-                   val_every: int = 50, seed: int = 0) -> dict[str, Any]:
+                   val_every: int = 50, seed: int = 0, precision: str = "fp32") -> dict[str, Any]:
     """Seconds per epoch of the evaluation protocol, split into augmentation (DSA color_crop_flip_scale_rotate
-    + CutMix), forward/backward/step, and the validation pass; extrapolated to `full_epochs`."""
+    + CutMix), forward/backward/step, and the validation pass; extrapolated to `full_epochs`. The forward and the
+    validation pass run in `precision` (fp32, bf16) as dreamdd's evaluation runs them (training.train_step)."""
+    cpu = torch.device("cpu")
     g = torch.Generator().manual_seed(seed)
     x = torch.rand(n_images, 3, size, size, generator=g)
     y = torch.arange(n_images) % num_classes
@@ -451,7 +454,9 @@ def eval_breakdown(n_images: int = 400, batch: int = 64, epochs: int = 3, val_im
             xb, tb = cutmix(aug(x[idx], g), y[idx], num_classes, g, prob=0.5)
             t1 = time.perf_counter()
             net.train()
-            loss = soft_cross_entropy(net(xb), tb)
+            with autocast(precision, cpu):
+                logits = net(xb)
+            loss = soft_cross_entropy(logits.float(), tb)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -464,7 +469,7 @@ def eval_breakdown(n_images: int = 400, batch: int = 64, epochs: int = 3, val_im
             t_step += s
             per_epoch.append(time.perf_counter() - t_epoch)
     net.eval()
-    with torch.no_grad():
+    with torch.no_grad(), autocast(precision, cpu):
         t0 = time.perf_counter()
         for start in range(0, val_images, 1000):
             net(val[start:start + 1000]).argmax(1)
@@ -483,12 +488,17 @@ def eval_breakdown(n_images: int = 400, batch: int = 64, epochs: int = 3, val_im
                       total_mean, "other": full_epochs * other_e / total_mean,
                       "validation": n_val * t_val / total_mean},
             "shapes": {"images": n_images, "batch": batch, "val_images": val_images, "epochs": full_epochs,
-                       "val_every": val_every}}
+                       "val_every": val_every}, "precision": precision}
 
 
 def cmd_eval(args) -> dict[str, Any]:
     torch.set_num_threads(args.threads)
-    return eval_breakdown(epochs=args.epochs)
+    runs = {precision: eval_breakdown(epochs=args.epochs, precision=precision) for precision in args.precisions}
+    if len(runs) == 1:
+        return next(iter(runs.values()))
+    fp32 = runs.get("fp32")
+    ratios = {p: r["extrapolated_seconds"] / fp32["extrapolated_seconds"] for p, r in runs.items()} if fp32 else {}
+    return {"precisions": runs, "ratio_to_fp32": ratios}
 
 
 # ---- main --------------------------------------------------------------------------------------------------
@@ -518,6 +528,8 @@ def main(argv: list[str] | None = None) -> int:
             s.add_argument("--pool-size", type=int, default=1000, help="0 = the whole class (paper)")
         if name == "eval":
             s.add_argument("--epochs", type=int, default=3)
+            s.add_argument("--precisions", nargs="+", default=["fp32"], choices=["fp32", "bf16"],
+                           help="measured one after the other in this process (ratios to fp32 when both)")
     args = p.parse_args(argv)
     before = machine_info()
     commands = {"floor": cmd_floor, "selection": cmd_selection, "share": cmd_share, "memory": cmd_memory,
@@ -526,6 +538,8 @@ def main(argv: list[str] | None = None) -> int:
     name = args.command + ("-tolerance" if getattr(args, "only_tolerance", False) else "")
     if args.command == "share":
         name += f"-pool{args.pool_size or 'class'}"
+    if args.command == "eval" and args.precisions != ["fp32"]:
+        name += "-" + "-".join(args.precisions)
     path = write_result(name, {"args": {k: v for k, v in vars(args).items()}, "result": result}, before,
                         Path(args.out_dir))
     print(json.dumps(result, indent=1, default=str)[:6000])

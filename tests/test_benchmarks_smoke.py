@@ -52,6 +52,9 @@ def test_speed_measurements_on_a_tiny_net(benchmark, tmp_path):
                                  val_every=2)
         assert e["validation_passes"] == 2 and e["extrapolated_seconds"] > 0
         assert sum(e["share"].values()) == pytest.approx(1.0, rel=1e-6)
+        b = speed.eval_breakdown(n_images=8, batch=4, epochs=1, val_images=6, size=8, width=4, full_epochs=4,
+                                 val_every=2, precision="bf16")
+        assert b["precision"] == "bf16" and b["extrapolated_seconds"] > 0
         from pathlib import Path
         path = speed.write_result("smoke", {{"result": {{"x": 1}}}}, speed.machine_info(), Path({str(tmp_path)!r}))
         assert path.name == "speed-smoke.json" and '"x": 1' in path.read_text()
