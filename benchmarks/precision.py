@@ -2,7 +2,7 @@
 faster it runs.
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/precision.py --dataset cifar10 --data-root DATA \
-        [--width 128] [--repeats 5] [--threads 1]             # -> benchmarks/results/precision-<dataset>.json
+        [--width 128] [--repeats 5] [--threads 1] [--compile]  # -> benchmarks/results/precision-<dataset>.json
 
 On real images of the dataset's training split, with a fresh ConvNet-3 (the papers' width 128 by default):
   match      one IDC gradient-matching step of one class (128 real images, 40 decoded synthetic images from
@@ -15,6 +15,8 @@ On real images of the dataset's training split, with a fresh ConvNet-3 (the pape
   kmeans     DREAM's picks on 1,000 images per class (fp32 k-means on the embeddings of each precision, the same
              seed): share of the picks that agree, over 10 classes
 Each timed place alternates fp32 and bf16 --repeats times after a warm-up and reports medians and their ratio.
+With --compile, the network update and the embedding are also timed compiled (dreamdd.compilation; gradient
+matching cannot be compiled), in each precision, as ratios to the eager fp32 median.
 """
 from __future__ import annotations
 
@@ -55,6 +57,25 @@ def compare(name: str, fp32_fn: Callable[[], Any], bf16_fn: Callable[[], Any], r
     return {"fp32_seconds": m32, "bf16_seconds": m16, "ratio": m16 / m32, "outputs": (out32, out16)}
 
 
+def compiled(name: str, fn: Callable[[str], Any], repeats: int, fp32_seconds: float) -> dict[str, Any]:
+    """The place under --compile (dreamdd.compilation) in each precision: medians after a compiling warm-up, and
+    the ratio to the eager fp32 median measured just before."""
+    from dreamdd import compilation
+    out: dict[str, Any] = {}
+    with compilation.mode(True):
+        for precision in ("fp32", "bf16"):
+            t0 = time.perf_counter()
+            fn(precision)
+            out[f"compile_seconds_{precision}"] = time.perf_counter() - t0
+            seconds = statistics.median(timed(lambda: fn(precision), repeats)[0])
+            out[f"compiled_{precision}_seconds"] = seconds
+            out[f"compiled_{precision}_ratio"] = seconds / fp32_seconds
+    print(f"{name:>8}: compiled fp32 {out['compiled_fp32_seconds']:.3f} s ({out['compiled_fp32_ratio']:.2f}x), "
+          f"compiled bf16 {out['compiled_bf16_seconds']:.3f} s ({out['compiled_bf16_ratio']:.2f}x) of eager fp32",
+          flush=True)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     from dreamdd import data as datasets
     from dreamdd.experiments import machine
@@ -72,6 +93,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--width", type=int, default=128)
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--compile", action="store_true",
+                   help="also time the network update and the embedding compiled (dreamdd.compilation), per precision")
     p.add_argument("--out")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -121,6 +144,8 @@ def main(argv: list[str] | None = None) -> int:
     r = compare("network", lambda: network("fp32"), lambda: network("bf16"), args.repeats)
     l32, l16 = r.pop("outputs")
     r["loss_relative_difference"] = abs(l16 - l32) / abs(l32)
+    if args.compile:
+        r.update(compiled("network", network, args.repeats, r["fp32_seconds"]))
     results["network"] = r
 
     # embed: the selection embedding of 512 images
@@ -133,6 +158,8 @@ def main(argv: list[str] | None = None) -> int:
     r = compare("embed", lambda: embed("fp32"), lambda: embed("bf16"), args.repeats)
     e32, e16 = r.pop("outputs")
     r["feature_cosine_mean"] = float(F.cosine_similarity(e32, e16, dim=1).mean())
+    if args.compile:
+        r.update(compiled("embed", embed, args.repeats, r["fp32_seconds"]))
     results["embed"] = r
 
     # kmeans: DREAM's picks from each precision's embeddings (fp32 k-means, the same seed), beside the agreement

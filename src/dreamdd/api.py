@@ -10,7 +10,7 @@ from typing import Any, Iterator, Sequence
 import yaml
 
 from . import data as datasets
-from . import determinism
+from . import compilation, determinism
 from .artifact import Distilled, artifact_problem, load_distilled, save_distilled
 from .config import (OWN_DATA_PRESET, Config, deep_update, dump_yaml, fingerprint, model_options, resolve,
                      validate)
@@ -51,7 +51,7 @@ def distill(dataset: str | None = None, ipc: int | None = None, *, preset: str |
             iterations: int | None = None, image_size: int | None = None,
             out: str | os.PathLike | None = None, overrides: dict[str, Any] | None = None,
             seed: int | None = None, device: str | None = None, precision: str | None = None,
-            deterministic: bool | None = None, data_root: str | None = None,
+            deterministic: bool | None = None, compile: bool | None = None, data_root: str | None = None,
             resume: str | os.PathLike | None = None, evaluate: bool | None = None,
             tensorboard: bool = False, budget: str | float | None = None, quiet: bool = True) -> RunResult:
     """Distill a dataset into a run folder (or continue the run in `resume`) and return the result.
@@ -63,7 +63,7 @@ def distill(dataset: str | None = None, ipc: int | None = None, *, preset: str |
     duration such as "30m"), the horizon and the image learning rate are planned for that wall time
     (dreamdd.budget). `precision` (fp32, bf16, auto: dreamdd.precision) is resolved here, so config.yaml names
     the one the run uses. `deterministic` runs under deterministic algorithms (dreamdd.determinism), for identical
-    bytes on CUDA too.
+    bytes on CUDA too; `compile` compiles the networks' plain forwards (dreamdd.compilation).
     """
     world = current_world()
     if not world.is_main:
@@ -80,12 +80,12 @@ def distill(dataset: str | None = None, ipc: int | None = None, *, preset: str |
             session = RunSession.resume("distill", resume, RESUME_ACCEPTS, dict(
                 dataset=dataset, ipc=ipc, preset=preset, selector=selector, init=init, method=method, out=out,
                 overrides=overrides, seed=seed, precision=precision, deterministic=deterministic,
-                data_root=data_root), quiet=quiet)
+                compile=compile, data_root=data_root), quiet=quiet)
         else:
             session, config = _new_session(dataset, ipc, preset, dict(
                 method=method, selector=selector, init=init, iterations=iterations, data_root=data_root,
                 image_size=image_size, seed=seed, device=device, precision=precision,
-                deterministic=deterministic), overrides, out, quiet)
+                deterministic=deterministic, compile=compile), overrides, out, quiet)
         with session:
             reuse = False
             if resume is not None:
@@ -111,7 +111,7 @@ def _new_session(dataset: str | None, ipc: int | None, preset: str | None, named
                                 ("data", "root", "data_root"), ("data", "image_size", "image_size")):
         if named_values[value] is not None:
             named.setdefault(section, {})[key] = named_values[value]
-    for key in ("seed", "device", "precision", "deterministic"):
+    for key in ("seed", "device", "precision", "deterministic", "compile"):
         if named_values[key] is not None:
             named[key] = named_values[key]
     config = resolved_precision(resolve(dataset, ipc, preset, deep_update(named, overrides or {})))
@@ -156,10 +156,20 @@ def _follow(world: World) -> RunResult:
         return RunResult(path, None, {"rank": world.rank})
     torch_device = world.device(resolve_device(config.device))
     data = load_data(config, quiet=True)
-    with determinism.mode(config.deterministic):
+    with run_modes(config.deterministic, config.compile, torch_device):
         distilled = Distiller(config, data, torch_device, None, True, world=world).run(
             resume=plan["state"], final_eval=plan["evaluate"])
     return RunResult(path, distilled, {"rank": world.rank})
+
+
+@contextmanager
+def run_modes(deterministic: bool, compiled: bool, device: str | torch.device) -> Iterator[None]:
+    """A run's process-wide modes: deterministic algorithms (dreamdd.determinism) and compiled forwards
+    (dreamdd.compilation, checked to be available on `device`, a device or a configured name, first)."""
+    if compiled:
+        compilation.check(resolve_device(device) if isinstance(device, str) else device)
+    with determinism.mode(deterministic), compilation.mode(compiled):
+        yield
 
 
 def resolved_precision(config: Config) -> Config:
@@ -177,7 +187,7 @@ def _distill_in(session: RunSession, config: Config, state: dict[str, Any] | Non
     world = lead.world if lead is not None else SINGLE
     if tensorboard:
         run.enable_tensorboard()
-    with session.attempt(), determinism.mode(config.deterministic):
+    with session.attempt(), run_modes(config.deterministic, config.compile, config.device):
         torch_device = world.device(resolve_device(config.device))
         data = load_data(config, quiet=quiet)
         log(f"data: {data.info.name} from {data.source}: {len(data.train)} train / {data.val_size} validation / "
@@ -204,7 +214,8 @@ def _distill_in(session: RunSession, config: Config, state: dict[str, Any] | Non
                    "ipc": config.synth.ipc, "factor": config.synth.factor, "method": config.match.method,
                    "selector": config.select.selector, "init": config.synth.init, "seed": config.seed,
                    "iterations": distilled.metadata["iterations"], "device": str(torch_device),
-                   "precision": config.precision, "deterministic": config.deterministic, "processes": world.size,
+                   "precision": config.precision, "deterministic": config.deterministic,
+                   "compile": config.compile, "processes": world.size,
                    "val_size": data.val_size, "wall_seconds": session.elapsed(),
                    "timings": distiller.timings.as_dict(), "artifact": str(run.file(TENSORS)),
                    "evaluation": _brief(distilled.metadata.get("evaluation")),
@@ -301,11 +312,12 @@ def evaluate_models(source: str | os.PathLike | Distilled, models: Sequence[str 
                     factor: int | None = None, data_root: str | None = None, device: str = "auto",
                     seed: int = 0, workers: int = 1, overrides: dict[str, Any] | None = None,
                     protocol: str | None = None, precision: str = "fp32", deterministic: bool = False,
-                    quiet: bool = True) -> list[dict[str, Any]]:
+                    compile: bool = False, quiet: bool = True) -> list[dict[str, Any]]:
     """Evaluate one distilled set on several architectures with the same recipe; one summary per model.
     The recipe is the set's own (its distillation's protocol) unless `protocol` names another (idc, dc, dsa,
     dm, mtt: dreamdd.protocols); the networks train in `precision` (fp32, bf16, auto), recorded in the result,
-    and under deterministic algorithms with `deterministic` (dreamdd.determinism)."""
+    under deterministic algorithms with `deterministic` (dreamdd.determinism), and with compiled forwards with
+    `compile` (dreamdd.compilation)."""
     distilled, data, recipe = _prepare(source, dataset, mean, std, factor, data_root, overrides, protocol)
     images, labels = distilled.decoded()
     # what the set's method learned that its evaluation must use (MTT: its learned lr and ZCA whitening)
@@ -315,11 +327,11 @@ def evaluate_models(source: str | os.PathLike | Distilled, models: Sequence[str 
                           preprocess=preprocess, workers=workers, quiet=quiet or not world.is_main, world=world,
                           precision=precision)
     distilled_with = distilled.metadata.get("model", {"name": "convnet"})
-    with determinism.mode(deterministic):
+    with run_modes(deterministic, compile, evaluator.device):
         results = [evaluator.with_model(*evaluation_network(distilled_with, recipe, model))
                    .evaluate(images, labels, repeats=repeats, epochs=epochs) for model in models]
     for result in results:
-        result["deterministic"] = deterministic
+        result["deterministic"], result["compile"] = deterministic, compile
     return results
 
 
@@ -334,7 +346,7 @@ def evaluate_whole_dataset(dataset: str, *, model: str | None = None, repeats: i
                            epochs: int | None = None, data_root: str | None = None, device: str = "auto",
                            seed: int = 0, val_size: float = 0.1, workers: int = 1,
                            overrides: dict[str, Any] | None = None, protocol: str | None = None,
-                           precision: str = "fp32", deterministic: bool = False,
+                           precision: str = "fp32", deterministic: bool = False, compile: bool = False,
                            quiet: bool = True) -> dict[str, Any]:
     """The upper bound: the same recipe on the whole training split (less the validation split)."""
     data = datasets.load(dataset, root=data_root or "data", val_size=val_size, seed=seed)
@@ -343,7 +355,7 @@ def evaluate_whole_dataset(dataset: str, *, model: str | None = None, repeats: i
     torch_device = world.device(resolve_device(device))
     evaluator = Evaluator(data, recipe, torch_device, seed, model or recipe.model or "convnet", workers=workers,
                           quiet=quiet or not world.is_main, world=world, precision=precision)
-    with determinism.mode(deterministic):
+    with run_modes(deterministic, compile, torch_device):
         return evaluator.evaluate_training_set(BankTrainingSet(data.train, data.info, torch_device),
                                                repeats=repeats, epochs=epochs)
 
@@ -354,7 +366,8 @@ SELECT_RESUME_ACCEPTS = "--device and --quiet"
 def select(dataset: str | None = None, per_class: int | None = None, method: str | None = None, *,
            out: str | os.PathLike | None = None, feature_epochs: int | None = None, seed: int | None = None,
            data_root: str | None = None, device: str | None = None, precision: str | None = None,
-           deterministic: bool | None = None, evaluate: bool | None = None, overrides: dict[str, Any] | None = None,
+           deterministic: bool | None = None, compile: bool | None = None, evaluate: bool | None = None,
+           overrides: dict[str, Any] | None = None,
            resume: str | os.PathLike | None = None, quiet: bool = True) -> RunResult:
     """A coreset baseline: `per_class` real images per class chosen by `method` (default random), written as an
     artifact (like distill) and evaluated with the dataset's recipe. `resume` finishes a stopped select run
@@ -362,7 +375,7 @@ def select(dataset: str | None = None, per_class: int | None = None, method: str
     if resume is not None:
         session = RunSession.resume("select", resume, SELECT_RESUME_ACCEPTS, dict(
             dataset=dataset, per_class=per_class, method=method, out=out, feature_epochs=feature_epochs, seed=seed,
-            data_root=data_root, precision=precision, deterministic=deterministic,
+            data_root=data_root, precision=precision, deterministic=deterministic, compile=compile,
             no_eval=None if evaluate is None else not evaluate,
             overrides=overrides),
             quiet=quiet)
@@ -377,7 +390,8 @@ def select(dataset: str | None = None, per_class: int | None = None, method: str
         raise DreamddError("select needs a dataset and the images per class (--dataset, --per-class), or --resume")
     seed = 0 if seed is None else seed
     named: dict[str, Any] = {"seed": seed, "device": device or "auto", **({"precision": precision} if precision else {}),
-                             **({"deterministic": deterministic} if deterministic is not None else {})}
+                             **({"deterministic": deterministic} if deterministic is not None else {}),
+                             **({"compile": compile} if compile is not None else {})}
     if data_root is not None:
         named["data"] = {"root": data_root}
     config = resolved_precision(resolve(dataset, per_class, None, deep_update(named, overrides or {})))
@@ -391,7 +405,8 @@ def select(dataset: str | None = None, per_class: int | None = None, method: str
         used = config.to_dict()   # what a coreset uses: the data, the feature network (model, distill.net_*), eval
         used["distill"] = {k: v for k, v in used["distill"].items() if k.startswith("net_") or k == "cutmix_prob"}
         session.begin(request, yaml.safe_dump({k: used[k] for k in ("data", "model", "distill", "eval", "seed",
-                                                                    "device", "precision", "deterministic", "preset")},
+                                                                    "device", "precision", "deterministic", "compile",
+                                                                    "preset")},
                                                       sort_keys=False))
         return _select_in(session, config)
 
@@ -406,7 +421,7 @@ def _select_in(session: RunSession, config: Config) -> RunResult:
     except (KeyError, TypeError, ValueError):
         raise DreamddError(f"{run.file(REQUEST)} is damaged; start a new select run") from None
     seed = config.seed
-    with session.attempt(), determinism.mode(config.deterministic):
+    with session.attempt(), run_modes(config.deterministic, config.compile, config.device):
         torch_device = resolve_device(config.device)
         data = load_data(config, quiet=quiet)
         net = None if method == "random" else feature_network(config, data, torch_device, feature_epochs, quiet)

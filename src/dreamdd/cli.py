@@ -40,6 +40,10 @@ def add_numerics(parser: argparse.ArgumentParser, what: str) -> None:
                         help="deterministic algorithms (torch.use_deterministic_algorithms, with exact deterministic "
                              "replacements where CUDA has none): the same seed gives identical bytes on CUDA too; "
                              "the CPU is deterministic without it")
+    parser.add_argument("--compile", action="store_true", default=None,
+                        help="compile the networks' plain forwards with torch.compile (network updates, evaluation "
+                             "training and testing, the selection embedding; gradient matching stays eager): "
+                             "faster on long runs, results differ by float rounding; needs a C++ compiler on a CPU")
 
 
 def add_overrides(parser: argparse.ArgumentParser, help: str) -> None:
@@ -250,7 +254,8 @@ def run_distill(args) -> int:
                      method=args.method, image_size=args.image_size,
                      iterations=args.iterations, out=args.out, overrides=parse_overrides(args.overrides),
                      seed=args.seed, device=args.device, precision=args.precision,
-                     deterministic=args.deterministic, data_root=args.data_root, resume=args.resume,
+                     deterministic=args.deterministic, compile=args.compile, data_root=args.data_root,
+                     resume=args.resume,
                      evaluate=False if args.no_eval else None, tensorboard=args.tensorboard, budget=args.budget,
                      quiet=args.quiet)
     if not current_world().is_main:    # under torchrun rank 0 alone speaks
@@ -281,7 +286,7 @@ def run_evaluate(args) -> int:
     common = dict(repeats=args.repeats, epochs=args.epochs, data_root=args.data_root, protocol=args.protocol,
                   overrides=parse_overrides(args.overrides), quiet=args.quiet,
                   **given(device=args.device, seed=args.seed, workers=args.workers, precision=args.precision,
-                          deterministic=args.deterministic))
+                          deterministic=args.deterministic, compile=args.compile))
     models = args.models.split(",") if args.models else [args.model]
     if args.whole_dataset:
         results = [evaluate_whole_dataset(args.whole_dataset, model=m, **common) for m in models]
@@ -313,7 +318,8 @@ def run_select(args) -> int:
     from .config import parse_overrides
     result = select(args.dataset, args.per_class, args.method, out=args.out, feature_epochs=args.feature_epochs,
                     seed=args.seed, data_root=args.data_root, device=args.device, precision=args.precision,
-                    deterministic=args.deterministic, evaluate=False if args.no_eval else None, overrides=parse_overrides(args.overrides),
+                    deterministic=args.deterministic, compile=args.compile,
+                    evaluate=False if args.no_eval else None, overrides=parse_overrides(args.overrides),
                     resume=args.resume, quiet=args.quiet)
     evaluation = result.summary.get("evaluation")
     if evaluation:

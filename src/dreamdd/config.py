@@ -178,6 +178,7 @@ class Config:
     device: str = "auto"
     precision: str = "fp32"        # fp32 | bf16 | auto (dreamdd.precision; auto is resolved when a run is created)
     deterministic: bool = False    # deterministic algorithms, for identical bytes on CUDA too (dreamdd.determinism)
+    compile: bool = False          # the networks' plain forwards compiled with torch.compile (dreamdd.compilation)
     preset: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
@@ -276,7 +277,7 @@ def merge(config: Config, data: dict[str, Any], origin: str) -> None:
             setattr(config, name, _coerce(value, top_types[name], name))
         elif name != "extends":
             raise DreamddError(f"{origin}: unknown setting '{name}'; sections are {', '.join(sorted(SECTIONS))}"
-                               " and top-level keys are seed, device, precision, deterministic, preset")
+                               " and top-level keys are seed, device, precision, deterministic, compile, preset")
 
 
 def safe_yaml(text: str, origin: str) -> Any:

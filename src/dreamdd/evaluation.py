@@ -19,6 +19,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
+from . import compilation
 from .config import (Config, EvalConfig, default_preset, load_preset, merge, model_options, protocol_eval,
                      validate)
 from .data import ClassBank, DatasetInfo, LoadedDataset
@@ -70,8 +71,9 @@ def mean_std(values: list[float]) -> tuple[float, float]:
     return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
 
 
-def _worker_init(threads: int) -> None:
+def _worker_init(threads: int, compiled: bool) -> None:
     torch.set_num_threads(threads)
+    compilation.set_enabled(compiled)      # the parent's --compile holds in its worker processes
 
 
 @dataclass
@@ -172,7 +174,7 @@ class Evaluator:
             context = torch.multiprocessing.get_context("spawn")
             results = {}
             with ProcessPoolExecutor(workers, mp_context=context, initializer=_worker_init,
-                                     initargs=(threads,)) as pool:
+                                     initargs=(threads, compilation.enabled())) as pool:
                 futures = {pool.submit(self.train_and_test, trainset, r, epochs, test): r for r in runs}
                 for future in as_completed(futures):
                     results[futures[future]] = future.result()

@@ -6,6 +6,7 @@ from typing import Callable
 import torch
 from torch import nn
 
+from . import compilation
 from .augment import SiameseAugment, cutmix, soft_cross_entropy
 from .devices import place_network
 from .distributed import World
@@ -48,7 +49,7 @@ def train_step(net: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor
     optimizer.zero_grad(set_to_none=True)
     if part.stop > part.start:
         with autocast(precision, x.device):
-            logits = net(x[part])
+            logits = compilation.forward(net)(x[part])
         loss = soft_cross_entropy(logits.float(), targets[part])
         if shared:
             loss = loss * ((part.stop - part.start) / x.shape[0])
@@ -76,10 +77,11 @@ def accuracy(net: nn.Module, batches: Callable[[torch.Tensor], torch.Tensor], la
     if len(labels) == 0:
         return float("nan")
     net.eval()
+    forward = compilation.forward(net)
     correct = 0
     for start in range(0, len(labels), chunk):
         idx = torch.arange(start, min(start + chunk, len(labels)))
-        pred = net(batches(idx)).argmax(1).cpu()
+        pred = forward(batches(idx)).argmax(1).cpu()
         correct += int((pred == labels[idx].cpu()).sum())
     return 100.0 * correct / len(labels)
 

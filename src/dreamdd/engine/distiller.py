@@ -182,7 +182,7 @@ class Distiller:
                 "image_space": self.method.image_space, "clamped": self.method.clamps,
                 "model": {"name": cfg.model.name, **model_options(cfg)}, "seed": cfg.seed,
                 "iterations": completed, "preset": cfg.preset, "val_size": self.data.val_size,
-                "precision": self.context.precision, "deterministic": cfg.deterministic,
+                "precision": self.context.precision, "deterministic": cfg.deterministic, "compile": cfg.compile,
                 "split": {"dataset": dataset_reference(cfg.data.dataset, cfg.data.root),
                           "root": str(Path(cfg.data.root).expanduser().absolute()), "val_size": cfg.data.val_size,
                           "seed": cfg.seed},

@@ -13,6 +13,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from .. import compilation
 from ..devices import channels_last
 from ..errors import DreamddError
 from ..precision import autocast
@@ -43,7 +44,8 @@ def embed_images(net: nn.Module, images_fn: ImagesFn, indices: torch.Tensor, chu
         layout = channels_last if precision == "fp32" else (lambda x: x)
         device = next(net.parameters()).device
         with torch.inference_mode(), autocast(precision, device):
-            parts = [net.embed(layout(images_fn(indices[s:s + chunk_size]))).flatten(1).float()
+            embed = compilation.embed(net)
+            parts = [embed(layout(images_fn(indices[s:s + chunk_size]))).flatten(1).float()
                      for s in range(0, indices.numel(), chunk_size)]
     finally:
         for module, mode in modes:
