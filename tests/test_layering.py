@@ -22,7 +22,7 @@ LAYERS = [
     ["dreamdd.io", "dreamdd.selection", "dreamdd.synthetic", "dreamdd.training", "dreamdd.image_optimizer",
      "dreamdd.zca"],
     ["dreamdd.models", "dreamdd.data", "dreamdd.augment", "dreamdd.config", "dreamdd.protocols",
-     "dreamdd.devices", "dreamdd.precision", "dreamdd.determinism", "dreamdd.distributed"],
+     "dreamdd.devices", "dreamdd.precision", "dreamdd.determinism", "dreamdd.compilation", "dreamdd.distributed"],
     ["dreamdd.registry", "dreamdd.errors", "dreamdd.seeding", "dreamdd.faults", "dreamdd"],
 ]
 
