@@ -65,6 +65,23 @@ def test_compiled_forwards_match_eager_and_fresh_networks_reuse_the_graph():
     assert counters["stats"]["unique_graphs"] - graphs_before <= 4
 
 
+def test_only_the_once_differentiated_side_of_matching_is_compiled():
+    from dreamdd.methods.gradient import GradientMatching, forward
+    net = tiny_net(0)
+    real, real_labels = torch.rand(6, 1, 8, 8), torch.tensor([0, 1, 2, 0, 1, 2])
+    syn, syn_labels = torch.rand(3, 1, 8, 8, requires_grad=True), torch.tensor([0, 1, 2])
+    matching = GradientMatching()
+    want = torch.autograd.grad(matching.loss(net, real, real_labels, syn, syn_labels), syn)[0]
+    with compilation.mode(True):
+        # the synthetic side must stay eager: its weight gradients are differentiated again (create_graph)
+        got = torch.autograd.grad(matching.loss(net, real, real_labels, syn, syn_labels), syn)[0]
+        embedded = forward(net, syn, "fp32", embed=True, once_differentiated=True).mean(0)   # DM's image gradient
+        dm_got = torch.autograd.grad(embedded.square().sum(), syn)[0]
+    dm_want = torch.autograd.grad(forward(net, syn, "fp32", embed=True).mean(0).square().sum(), syn)[0]
+    torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(dm_got, dm_want, rtol=1e-4, atol=1e-6)
+
+
 def test_check_says_what_is_missing(monkeypatch):
     monkeypatch.delenv("CXX", raising=False)
     monkeypatch.setattr(compilation.shutil, "which", lambda name: None)

@@ -6,10 +6,12 @@ loops (BENCHMARKS.md, "compile"). Compiled are the forwards that autograd differ
 
 - the network updates on real data and the evaluation's training steps (training.train_step);
 - the evaluation's validation and test passes (training.accuracy);
-- the selection embedding (selection.representative.embed_images).
+- the selection embedding (selection.representative.embed_images);
+- the real side of gradient matching (IDC, DC, DSA, DREAM+: the real batch's weight gradients are taken once),
+  DM's embeddings and DREAM+'s feature term (methods.gradient.forward with once_differentiated).
 
-Gradient matching differentiates through the network's gradient (a double backward), which compiled graphs do not
-support, so it stays eager; so do DM's embeddings and MTT's unrolled student. Compiled kernels round differently
+The synthetic side of gradient matching differentiates through the network's gradient (a double backward), which
+compiled graphs do not support, so it stays eager; so does MTT's unrolled student. Compiled kernels round differently
 from the eager ones, so a run with --compile differs from one without by float rounding; with the same settings,
 thread count and machine it repeats its bytes. The first call of each shape compiles (seconds to tens of seconds;
 inductor keeps a cache on disk for later processes), so it pays off on long runs, not on a short test.

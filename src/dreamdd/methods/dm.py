@@ -34,8 +34,8 @@ class DM(Method):
                 real, _, syn, _ = ctx.paired_batches(c, net, synthetic, ctx.rng(it, "class", c), cfg.match.batch_real,
                                                      self.augment)
                 with torch.no_grad():
-                    real_mean = forward(net, real, ctx.precision, embed=True).mean(0)
-                syn_mean = forward(net, syn, ctx.precision, embed=True).mean(0)
+                    real_mean = forward(net, real, ctx.precision, embed=True, once_differentiated=True).mean(0)
+                syn_mean = forward(net, syn, ctx.precision, embed=True, once_differentiated=True).mean(0)
                 loss = loss + (real_mean - syn_mean).pow(2).sum()
         value = ctx.image_step(loss, image_optimizer) / len(ctx.classes)
         ctx.inner_step_done()

@@ -47,8 +47,9 @@ class DreamPlus(IDC):
             real, real_labels, syn, syn_labels = self.ctx.paired_batches(c, net, synthetic, g, cfg.match.batch_real,
                                                                          self.augment)
             with torch.no_grad():
-                real_mean = forward(net, real, self.ctx.precision, embed=True).mean(0)
-            syn_mean = forward(net, syn, self.ctx.precision, embed=True).mean(0)
+                real_mean = forward(net, real, self.ctx.precision, embed=True, once_differentiated=True).mean(0)
+            # its own forward, differentiated once (the gradient term below has its own, differentiated twice)
+            syn_mean = forward(net, syn, self.ctx.precision, embed=True, once_differentiated=True).mean(0)
             features = feature_distance(real_mean, syn_mean, cfg.match.metric)
             gradients = gradient_distance(self.objective.real_gradients(net, real, real_labels),
                                           self.objective.syn_gradients(net, syn, syn_labels), cfg.match.metric)

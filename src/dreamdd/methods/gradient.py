@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .. import compilation
 from ..errors import DreamddError
 from ..models import matching_parameters
 from ..precision import autocast
@@ -56,11 +57,18 @@ def select_parameters(net: nn.Module, which: str) -> list[nn.Parameter]:
     raise DreamddError(f"unknown parameter set '{which}'; use one of {', '.join(PARAMETERS)}")
 
 
-def forward(net: nn.Module, x: torch.Tensor, precision: str, embed: bool = False) -> torch.Tensor:
+def forward(net: nn.Module, x: torch.Tensor, precision: str, embed: bool = False,
+            once_differentiated: bool = False) -> torch.Tensor:
     """The network's logits (or penultimate embedding) of `x`, computed in `precision` and returned in fp32, so
-    that losses, distances and their reductions stay fp32."""
+    that losses, distances and their reductions stay fp32. `once_differentiated`: autograd will differentiate
+    this forward at most once (the real side of matching), so under --compile it may run compiled
+    (dreamdd.compilation); the synthetic side is differentiated twice and stays eager."""
+    if once_differentiated:
+        run = compilation.embed(net) if embed else compilation.forward(net)
+    else:
+        run = net.embed if embed else net
     with autocast(precision, x.device):
-        out = net.embed(x) if embed else net(x)
+        out = run(x)
     return out.float()
 
 
@@ -76,7 +84,7 @@ class GradientMatching:
 
     def real_gradients(self, net: nn.Module, real: torch.Tensor, real_labels: torch.Tensor):
         params = select_parameters(net, self.parameters)
-        loss = F.cross_entropy(forward(net, real, self.precision), real_labels)
+        loss = F.cross_entropy(forward(net, real, self.precision, once_differentiated=True), real_labels)
         return [g.detach() for g in torch.autograd.grad(loss, params)]
 
     def syn_gradients(self, net: nn.Module, syn: torch.Tensor, syn_labels: torch.Tensor):
