@@ -17,6 +17,10 @@ from dreamdd.selection.representative import embed_images
 from dreamdd.training import accuracy
 
 
+needs_compiler = pytest.mark.skipif(compilation.unavailable(torch.device("cpu")) is not None,
+                                    reason="torch.compile needs a C++ compiler on this machine")
+
+
 def tiny_net(seed: int):
     torch.manual_seed(seed)
     return create_model("convnet", num_classes=3, channels=1, image_size=8, width=4, depth=2)
@@ -38,14 +42,16 @@ def test_mode_restores_the_earlier_setting_and_worker_processes_take_the_parents
             assert compilation.enabled()
         assert compilation.enabled()
     assert not compilation.enabled()
+    threads = torch.get_num_threads()
     try:
         _worker_init(1, True)
         assert compilation.enabled()
     finally:
         compilation.set_enabled(False)
-        torch.set_num_threads(torch.get_num_threads())
+        torch.set_num_threads(threads)
 
 
+@needs_compiler
 def test_compiled_forwards_match_eager_and_fresh_networks_reuse_the_graph():
     from torch._dynamo.utils import counters
     x = torch.rand(6, 1, 8, 8)
@@ -65,6 +71,7 @@ def test_compiled_forwards_match_eager_and_fresh_networks_reuse_the_graph():
     assert counters["stats"]["unique_graphs"] - graphs_before <= 4
 
 
+@needs_compiler
 def test_only_the_once_differentiated_side_of_matching_is_compiled():
     from dreamdd.methods.gradient import GradientMatching, forward
     net = tiny_net(0)
@@ -94,6 +101,7 @@ def test_check_says_what_is_missing(monkeypatch):
     assert not compilation.enabled()
 
 
+@needs_compiler
 def test_a_compiled_run_repeats_its_bytes_and_records_the_setting(tmp_path, tiny):
     settings = tiny(distill={"iterations": 2, "inner_loop": 2, "eval_every": 0}, eval={"epochs": 2, "repeats": 1})
     runs = {}
