@@ -83,6 +83,30 @@ def test_budget_too_small_for_probes_takes_the_measured_multiple_without_scoring
     assert plan["probe"] is None
     assert plan["lr"] == pytest.approx(budget.UNCALIBRATED_MULTIPLE * plan["paper_lr"])
     assert "inner steps within its share" in plan["lr_choice"]
+    assert plan["compile_warmup_seconds"] is None
+
+
+def test_under_compile_the_plan_times_the_loop_after_a_compiling_warmup(tmp_path, monkeypatch, scored):
+    monkeypatch.setattr(budget, "MIN_PROBE_STEPS", 10 ** 6)
+    warmed, timed = [], []
+    real_warmup = budget._compile_warmup
+
+    def warmup(*args):
+        assert not timed, "the warm-up must come before the timing probe"
+        warmed.append(True)
+        return real_warmup(*args)
+
+    real_costs = budget._step_costs
+    monkeypatch.setattr(budget, "_compile_warmup", warmup)
+    monkeypatch.setattr(budget, "_step_costs", lambda *args: timed.append(True) or real_costs(*args))
+    # the planner's switch only: the forwards stay eager, so nothing is compiled for real in this test
+    monkeypatch.setattr(budget.compilation, "enabled", lambda: True)
+    result = dreamdd.distill("digits", 1, out=tmp_path / "run", quiet=True, budget="8s", overrides=TINY)
+    plan = json.loads((result.path / "budget.json").read_text())
+    assert warmed == [True] and timed
+    assert plan["compile_warmup_seconds"] > 0
+    assert scored == [False, True]     # the warm-up's one epoch on validation, then the run's final evaluation
+    assert "compiled the networks' forwards before timing" in (result.path / "log.txt").read_text()
 
 
 def test_budget_clusters_a_pool_of_each_class_unless_the_settings_give_one(tmp_path, monkeypatch, scored):

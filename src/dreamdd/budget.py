@@ -8,7 +8,9 @@ leave the set close to its initialisation. The plan, recorded in budget.json, co
    unless the settings give a pool: a whole class (5,000 CIFAR-10 images) costs minutes of a budget per selection
    round before and inside the loop, and a pool of 1,000 chooses batches as close to their class (BENCHMARKS.md,
    "selection"). The plan says so.
-2. Time: one probe outer iteration (at most PROBE_STEPS inner steps) from the initial set measures the seconds
+2. Time: under --compile, a warm-up of one inner step and one evaluation epoch compiles first (its seconds are
+   spent from the budget, and recorded), so that compiling is not timed as the pace of the loop.
+   Then one probe outer iteration (at most PROBE_STEPS inner steps) from the initial set measures the seconds
    of an inner step (matching and network update, the loop's own stopwatch) and of one DREAM selection round,
    which recurs every select.interval steps and at the start of each outer iteration. The learning-rate probes
    below run the loop's own outer iterations, and the horizon is re-timed from them.
@@ -37,6 +39,7 @@ from typing import Any, Callable
 
 import torch
 
+from . import compilation
 from .config import Config
 from .data import LoadedDataset
 from .engine.distiller import Distiller
@@ -119,13 +122,24 @@ def _probe_config(config: Config, iterations: int, steps: int | None, lr: float 
 
 
 def _score(config: Config, data: LoadedDataset, device: torch.device, images: torch.Tensor, factor: int,
-           preprocess, learned_lr) -> float:
+           preprocess, learned_lr, epochs: int = PROBE_EVAL_EPOCHS) -> float:
     """Validation accuracy of a set (one network, PROBE_EVAL_EPOCHS epochs); never the test split."""
     decoded, labels = SyntheticSet(images, data.info.num_classes, factor).decoded()
     evaluator = Evaluator.for_config(config, data, device, learned_lr=learned_lr, preprocess=preprocess)
-    evaluator.recipe = dataclasses.replace(config.eval, val_every=PROBE_EVAL_EPOCHS)
-    result = evaluator.evaluate(decoded, labels, repeats=1, epochs=PROBE_EVAL_EPOCHS, test=False)
+    evaluator.recipe = dataclasses.replace(config.eval, val_every=epochs)
+    result = evaluator.evaluate(decoded, labels, repeats=1, epochs=epochs, test=False)
     return float(result["val_mean"])
+
+
+def _compile_warmup(config: Config, data: LoadedDataset, device: torch.device, initial: torch.Tensor) -> float:
+    """Under --compile: one inner step and one evaluation epoch from `initial`, so that the graphs the probes and
+    the loop use are compiled before anything is timed; its seconds."""
+    t0 = time.perf_counter()
+    warm = Distiller(_probe_config(config, 1, 1, None), data, device, quiet=True)
+    warm.run(initial=initial.clone(), final_eval=False)
+    _score(config, data, device, initial, config.synth.factor, warm.method.eval_preprocess(), warm.method.eval_lr(),
+           epochs=1)
+    return time.perf_counter() - t0
 
 
 def _step_costs(config: Config, t: Timings, num_classes: int) -> tuple[float, float]:
@@ -184,6 +198,9 @@ def plan_budget(config: Config, data: LoadedDataset, device: torch.device, secon
     timing = Distiller(_probe_config(config, 1, timing_steps, None), data, device, quiet=True)
     full_steps = configured if configured is not None else timing.method.steps_per_iteration()
     initial = timing.initial_set().images.detach().clone()
+    warmup = _compile_warmup(config, data, device, initial) if compilation.enabled() else None
+    if warmup is not None:
+        log(f"budget: compiled the networks' forwards before timing ({warmup:.0f} s of the budget)")
     timing.run(initial=initial, final_eval=False)
     per_step, per_round = _step_costs(config, timing.timings, data.info.num_classes)
     base_lr = timing.image_lr
@@ -217,6 +234,7 @@ def plan_budget(config: Config, data: LoadedDataset, device: torch.device, secon
         lr, choice = base_lr * multiple, f"x{multiple:g}: {reason}"
     planned, plan = _planned(config, seconds, started, full_steps, per_step, per_round, base_lr, lr, choice, probe, log)
     plan["selection_pool"] = pool
+    plan["compile_warmup_seconds"] = warmup
     return planned, plan, initial
 
 
