@@ -123,7 +123,7 @@ def _probe_config(config: Config, iterations: int, steps: int | None, lr: float 
 
 def _score(config: Config, data: LoadedDataset, device: torch.device, images: torch.Tensor, factor: int,
            preprocess, learned_lr, epochs: int = PROBE_EVAL_EPOCHS) -> float:
-    """Validation accuracy of a set (one network, PROBE_EVAL_EPOCHS epochs); never the test split."""
+    """Validation accuracy of a set (one network trained `epochs` epochs); never the test split."""
     decoded, labels = SyntheticSet(images, data.info.num_classes, factor).decoded()
     evaluator = Evaluator.for_config(config, data, device, learned_lr=learned_lr, preprocess=preprocess)
     evaluator.recipe = dataclasses.replace(config.eval, val_every=epochs)
