@@ -30,7 +30,7 @@ from typing import Any
 
 from dreamdd.budget import parse_duration
 from dreamdd.config import parse_overrides
-from dreamdd.experiments import distill_or_continue, evaluate_snapshots, machine, run_all, snapshots
+from dreamdd.experiments import distill_or_continue, evaluate_snapshots, run_all, snapshots, write_result
 from dreamdd.io.names import BUDGET
 
 HERE = Path(__file__).resolve().parent
@@ -102,11 +102,10 @@ def main(argv: list[str] | None = None) -> int:
               f"{record['gain']:>+6.2f}")
 
     out = Path(args.out) if args.out else HERE / "results" / f"budget-gain-{args.dataset}-{args.budget}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({
+    write_result(out, {
         "dataset": args.dataset, "ipc": args.ipc, "budget": args.budget, "seed": args.seed,
         "overrides": args.overrides, "eval_repeats": args.eval_repeats, "eval_epochs": args.eval_epochs,
-        "arms": records, "wall_seconds": time.time() - started, "machine": machine()}, indent=1) + "\n")
+        "arms": records, "wall_seconds": time.time() - started})
     print(f"written {out}")
     return 0
 

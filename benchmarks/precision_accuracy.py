@@ -15,7 +15,6 @@ Finished runs and evaluations found in --runs are reused. Writes benchmarks/resu
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import tempfile
@@ -24,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from dreamdd.config import parse_overrides
-from dreamdd.experiments import distill_or_continue, evaluate_snapshot, machine, run_all, snapshots
+from dreamdd.experiments import distill_or_continue, evaluate_snapshot, run_all, snapshots, write_result
 
 HERE = Path(__file__).resolve().parent
 PRECISIONS = ("fp32", "bf16")
@@ -98,13 +97,11 @@ def main(argv: list[str] | None = None) -> int:
           f"(ratio {loop['bf16'] / loop['fp32']:.2f}; {args.jobs} jobs at once)")
 
     out = Path(args.out) if args.out else HERE / "results" / f"precision-accuracy-{Path(args.dataset).stem}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({
+    write_result(out, {
         "dataset": args.dataset, "ipc": args.ipc, "preset": args.preset, "seeds": args.seeds,
         "iterations": args.iterations, "eval_repeats": args.eval_repeats, "eval_epochs": args.eval_epochs,
         "jobs": args.jobs, "overrides": overrides, "table": table, "verdict": verdict,
-        "seconds_per_inner_iteration": loop, "wall_seconds": time.time() - started, "runs": str(runs_dir),
-        "machine": machine()}, indent=1) + "\n")
+        "seconds_per_inner_iteration": loop, "wall_seconds": time.time() - started, "runs": str(runs_dir)})
     print(f"written {out}")
     return 0
 

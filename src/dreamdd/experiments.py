@@ -185,6 +185,14 @@ def run_all(tasks: list[tuple[Callable[..., Any], ...]], jobs: int) -> list[Any]
         return [f.result() for f in [pool.submit(fn, *args) for fn, *args in tasks]]
 
 
+def write_result(out: str | os.PathLike, result: dict[str, Any]) -> Path:
+    """A benchmark's JSON result written to `out` (its folder made), with the machine it came from; the path."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({**result, "machine": machine()}, indent=1) + "\n")
+    return out
+
+
 def machine() -> dict[str, Any]:
     """What a result file records about the machine it came from."""
     import torch
