@@ -38,10 +38,20 @@ def torchrun(*args: object, processes: int = 2, **env_vars: str) -> subprocess.C
     test, one thread per process, with `env_vars` set."""
     env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR",
                                                               "MASTER_PORT")}
-    env.update(PYTHONPATH=str(SRC), OMP_NUM_THREADS="1", DREAMDD_COLLECTIVE_TIMEOUT_MINUTES="2", **env_vars)
+    env.update(PYTHONPATH=str(SRC), OMP_NUM_THREADS="1", PYTHONFAULTHANDLER="1", DREAMDD_COLLECTIVE_TIMEOUT_MINUTES="2",
+               **env_vars)
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}",
                "-m", "dreamdd", *map(str, args)]
     return subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+
+
+def failure(done: subprocess.CompletedProcess) -> str:
+    """What a failed torchrun said: a child's own fatal error (its Python stack, from PYTHONFAULTHANDLER) first,
+    which torchrun's long report that follows would push out of a plain tail."""
+    lines = done.stderr.splitlines()
+    fatal = [i for i, line in enumerate(lines) if "Fatal Python error" in line or "terminate called" in line]
+    own = "\n".join(lines[max(fatal[0] - 2, 0):fatal[0] + 40]) if fatal else ""
+    return f"{own}\n...\n{done.stderr[-2000:]}"
 
 
 def one_process(out, iterations: int = 2, resume=None):
@@ -67,11 +77,19 @@ def runs(tmp_path_factory):
     one_process(root / "one")
     done = torchrun("distill", "--dataset", "digits", "--ipc", 1, "--method", "idc", "--selector", "dream",
                     "--init", "representative", *as_set_options(SETTINGS), "--quiet",
-                    "--out", root / "two")
-    assert done.returncode == 0, done.stderr[-3000:]
+                    "--out", root / "two", DREAMDD_WRITE_POINTS=str(root / "write-points.log"))
+    assert done.returncode == 0, failure(done)
     shutil.copytree(root / "one", root / "three")
     one_process(None, 3, resume=root / "three")
     return root, done
+
+
+def test_every_rank_leaves_the_process_group_after_rank_0_has_written_everything(runs):
+    root, _ = runs
+    points = (root / "write-points.log").read_text().split()
+    left = [i for i, point in enumerate(points) if point.startswith("process-group:left@")]
+    assert sorted(points[i].split("#")[0] for i in left) == ["process-group:left@rank0", "process-group:left@rank1"]
+    assert min(left) > max(i for i, point in enumerate(points) if not point.startswith("process-group:left@"))
 
 
 def test_two_processes_equal_one_and_rank_0_alone_writes(runs):
@@ -102,7 +120,7 @@ def test_dsa_in_two_processes_equals_one(tmp_path):
     dreamdd.distill("digits", ipc=1, method="dsa", out=tmp_path / "one", overrides=settings, evaluate=False)
     done = torchrun("distill", "--dataset", "digits", "--ipc", 1, "--method", "dsa", *as_set_options(settings),
                     "--no-eval", "--quiet", "--out", tmp_path / "two")
-    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.returncode == 0, failure(done)
     assert_close(tmp_path / "one", tmp_path / "two")
 
 
@@ -117,7 +135,7 @@ def test_a_one_process_run_resumes_in_two_with_the_final_evaluation_spread(runs)
     root, _ = runs
     shutil.copytree(root / "one", root / "one-then-two")
     done = torchrun("distill", "--resume", root / "one-then-two", "--iterations", 3, "--quiet")
-    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.returncode == 0, failure(done)
     assert_close(root / "three", root / "one-then-two")
     evaluation = dreamdd.load_distilled(root / "one-then-two").metadata["evaluation"]
     assert [(r["run"], r["rank"]) for r in evaluation["runs"]] == [(0, 0), (1, 1)]
@@ -126,7 +144,7 @@ def test_a_one_process_run_resumes_in_two_with_the_final_evaluation_spread(runs)
 def test_a_two_process_evaluation_equals_one(runs):
     root, _ = runs
     done = torchrun("evaluate", root / "one", "--repeats", 3, "--epochs", 2, "--json", "--quiet")
-    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.returncode == 0, failure(done)
     spread = json.loads(done.stdout)                          # printed once, by rank 0
     assert [r["rank"] for r in spread["runs"]] == [0, 1, 0]
     alone = dreamdd.evaluate(root / "one", repeats=3, epochs=2)
@@ -187,6 +205,6 @@ def test_a_bf16_run_in_two_processes_equals_one_in_bf16(tmp_path):
     done = torchrun("distill", "--dataset", "digits", "--ipc", 1, "--method", "idc", "--selector", "dream",
                     "--init", "representative", *as_set_options(settings), "--precision", "bf16", "--no-eval",
                     "--quiet", "--out", tmp_path / "two")
-    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.returncode == 0, failure(done)
     assert dreamdd.load_distilled(tmp_path / "two").metadata["precision"] == "bf16"
     assert_close(tmp_path / "one", tmp_path / "two")

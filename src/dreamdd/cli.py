@@ -451,7 +451,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if size > 1 and args.command not in TORCHRUN_COMMANDS:
             raise DreamddError(f"dreamdd {args.command} runs in one process; only {' and '.join(TORCHRUN_COMMANDS)} "
                                "share their work under torchrun: run it without torchrun")
-        return COMMANDS[args.command](args)
+        status = COMMANDS[args.command](args)
+        if size > 1 and status == 0:
+            from .distributed import finish
+            finish()
+        return status
     except DreamddError as error:
         if getattr(error, "said_by_rank_0", False):
             # rank 0 says it and ends with status 2; ending here with 2 as well would let torchrun stop rank 0

@@ -21,6 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from . import faults
 from .errors import DreamddError
 
 TIMEOUT_MINUTES = float(os.environ.get("DREAMDD_COLLECTIVE_TIMEOUT_MINUTES", "30"))
@@ -173,8 +174,25 @@ def current_world() -> World:
     return _current
 
 
+def finish() -> None:
+    """End this process's part in a torchrun cleanly: wait at a barrier for every rank to finish its work, then
+    leave the process group. Without the barrier a rank that finished first (ranks other than 0 do not write the
+    run folder) tears its connections down while its peers still use theirs, and gloo then ends a process with
+    SIGABRT now and then. For a command that succeeded only: a rank that stopped on an error leaves at once
+    (_leave, at exit), so that its peers' collectives fail fast instead of waiting at a barrier it never meets."""
+    dist = _dist()
+    if _current is None or not _current.distributed or not dist.is_initialized():
+        return
+    try:
+        dist.barrier()
+    except RuntimeError:    # a peer stopped: nothing left to wait for
+        pass
+    faults.reached(f"process-group:left@rank{_current.rank}")
+    dist.destroy_process_group()
+
+
 def _leave() -> None:
-    """Leave the process group at exit (PyTorch warns when a process ends inside one)."""
+    """Leave the process group at exit if finish() did not (PyTorch warns when a process ends inside one)."""
     dist = _dist()
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
