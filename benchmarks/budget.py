@@ -1,6 +1,7 @@
 """Accuracy against wall time of one distillation under a time budget: the laptop preset's benchmark.
 
     .venv/bin/python benchmarks/budget.py --dataset cifar10 --ipc 10 --preset cifar10-cpu-2h --run runs/c10-2h \
+        [--precision bf16] [--compile] [--eval-precision bf16] [--eval-compile] \
         [--every-minutes 20] [--curve-repeats 1] [--curve-epochs 300] [--final-repeats 2] [--jobs 2] \
         [--set key=value ...]
 
@@ -67,6 +68,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--curve-epochs", type=int, default=300, help="epochs per curve network")
     p.add_argument("--final-repeats", type=int, help="networks for the final set (default: the preset's eval.repeats)")
     p.add_argument("--jobs", type=int, default=2, help="evaluations in parallel, one thread each")
+    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "auto"], help="the distillation's")
+    p.add_argument("--compile", action="store_true", help="the distillation's networks compiled (dreamdd --compile)")
+    p.add_argument("--eval-precision", default="fp32", choices=["fp32", "bf16"],
+                   help="precision of the evaluation networks (curve and final set)")
+    p.add_argument("--eval-compile", action="store_true", help="the evaluation networks compiled")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--out", help="JSON result (default: benchmarks/results/budget-<preset>.json)")
     args = p.parse_args(argv)
@@ -74,7 +80,8 @@ def main(argv: list[str] | None = None) -> int:
     started = time.time()
     run = Path(args.run)
     summary = distill_or_continue(run, quiet=False, dataset=args.dataset, ipc=args.ipc, preset=args.preset,
-                                  seed=args.seed, overrides=parse_overrides(args.overrides))
+                                  seed=args.seed, overrides=parse_overrides(args.overrides),
+                                  precision=args.precision, compile=args.compile)
     saved = snapshots(run)
     if not saved:
         p.error(f"{run} has no snapshots: give the preset distill.snapshot_every (--set distill.snapshot_every=1)")
@@ -82,8 +89,10 @@ def main(argv: list[str] | None = None) -> int:
     points = pick_snapshots(elapsed, 60 * args.every_minutes)
     last = str(saved[points[-1]])
     final_repeats = args.final_repeats or yaml.safe_load((run / CONFIG).read_text())["eval"]["repeats"]
-    tasks = [(evaluate_snapshot, last, final_repeats, None)]
-    tasks += [(evaluate_snapshot, str(saved[it]), args.curve_repeats, args.curve_epochs) for it in points]
+    evaluation = (args.eval_precision, args.eval_compile)
+    tasks = [(evaluate_snapshot, last, final_repeats, None, *evaluation)]
+    tasks += [(evaluate_snapshot, str(saved[it]), args.curve_repeats, args.curve_epochs, *evaluation)
+              for it in points]
     print(f"evaluating {len(points)} snapshots and the final set", file=sys.stderr, flush=True)
     final, *curve = run_all(tasks, args.jobs)
 
@@ -101,7 +110,9 @@ def main(argv: list[str] | None = None) -> int:
          out.with_suffix(".png"))
     out.write_text(json.dumps({
         "dataset": args.dataset, "ipc": args.ipc, "preset": args.preset, "seed": args.seed, "run": str(run),
-        "overrides": args.overrides, "every_minutes": args.every_minutes, "curve": curve, "final": final,
+        "overrides": args.overrides, "precision": args.precision, "compile": args.compile,
+        "eval_precision": args.eval_precision, "eval_compile": args.eval_compile,
+        "every_minutes": args.every_minutes, "curve": curve, "final": final,
         "timings": summary.get("timings"), "wall_seconds": time.time() - started,
         "machine": machine()}, indent=1) + "\n")
     print(f"written {out} and {out.with_suffix('.png').name}")

@@ -19,11 +19,13 @@ def test_tiny_digits_budget_run_writes_curve_final_and_plot(benchmark, tiny_set,
     out = tmp_path / "budget.json"
     args = ["--dataset", "digits", "--ipc", "1", "--preset", "digits", "--run", str(tmp_path / "run"),
             "--every-minutes", "1e-6", "--curve-epochs", "1", "--final-repeats", "2", "--jobs", "1",
-            "--out", str(out), *tiny]
+            "--precision", "bf16", "--eval-precision", "bf16", "--out", str(out), *tiny]
     done = benchmark("budget", *args)
     data = json.loads(out.read_text())
     assert [r["iteration"] for r in data["curve"]] == [0, 1, 2]
-    assert all(r["epochs"] == 1 and r["repeats"] == 1 for r in data["curve"])
+    assert all(r["epochs"] == 1 and r["repeats"] == 1 and r["precision"] == "bf16" for r in data["curve"])
+    assert data["precision"] == data["final"]["precision"] == "bf16"
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["precision"] == "bf16"
     assert data["final"]["iteration"] == 2 and data["final"]["repeats"] == 2 and data["final"]["epochs"] == 2
     assert out.with_suffix(".png").stat().st_size > 0
     assert "final set: test" in done.stdout

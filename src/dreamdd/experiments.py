@@ -58,22 +58,22 @@ def snapshot_elapsed(snapshot: str | os.PathLike) -> float:
 
 
 def evaluate_snapshot(snapshot: str | os.PathLike, repeats: int, epochs: int | None,
-                      precision: str = "fp32") -> dict[str, Any]:
+                      precision: str = "fp32", compile: bool = False) -> dict[str, Any]:
     """Test accuracy (checkpoint chosen on validation) of one snapshot, or of a finished run's artifact, with its
-    networks trained in `precision`; cached beside it."""
+    networks trained in `precision`, their forwards compiled with `compile`; cached beside it."""
     from . import api
     snapshot = Path(snapshot)
-    suffix = "" if precision == "fp32" else f"-{precision}"
+    suffix = ("" if precision == "fp32" else f"-{precision}") + ("-compiled" if compile else "")
     cache = snapshot / f"eval-r{repeats}-e{epochs or 'recipe'}{suffix}.json"
     if cache.exists():
         return json.loads(cache.read_text())
     meta = json.loads((snapshot / names.METADATA).read_text())
     started = time.perf_counter()
-    result = api.evaluate(str(snapshot), repeats=repeats, epochs=epochs, precision=precision)
+    result = api.evaluate(str(snapshot), repeats=repeats, epochs=epochs, precision=precision, compile=compile)
     record = {"iteration": meta["iterations"], "elapsed_seconds": meta["elapsed_seconds"],
               "test_mean": result["test_mean"], "test_std": result["test_std"], "val_mean": result["val_mean"],
               "epochs": result["epochs"], "repeats": result["repeats"], "precision": result["precision"],
-              "eval_seconds": time.perf_counter() - started}
+              "compile": compile, "eval_seconds": time.perf_counter() - started}
     cache.write_text(json.dumps(record, indent=1) + "\n")
     return record
 
