@@ -1,4 +1,6 @@
 """k-means, nearest-sample picking and the random / representative (DREAM) selectors, on small planted data."""
+import importlib
+
 import numpy as np
 import pytest
 import torch
@@ -9,6 +11,7 @@ from dreamdd.errors import DreamddError
 from dreamdd.selection import (RandomSelector, RepresentativeSelector, create_selector, kmeans,
                                nearest_to_centroids)
 from dreamdd.selection import representative as representative_module
+kmeans_module = importlib.import_module("dreamdd.selection.kmeans")   # the package exports the function kmeans
 
 
 def gen(seed: int = 0) -> torch.Generator:
@@ -136,6 +139,17 @@ def test_nearest_to_centroids_per_cluster():
     assert labels[idx].tolist() == [0, 1, 1, 3, 3, 3, 3]
 
 
+@pytest.mark.parametrize("window", [1, 2, 3])
+def test_nearest_to_centroids_picks_the_same_however_many_rounds_are_read_at_once(monkeypatch, window):
+    x = torch.randn(60, 2, generator=gen(6)).round()        # many ties and shared nearest samples: many rounds
+    centroids = torch.randn(12, 2, generator=gen(7)) * 0.3
+    quota = torch.tensor([2, 1, 0, 3, 1, 1, 2, 1, 1, 4, 1, 1])
+    monkeypatch.setattr(kmeans_module, "PICK_WINDOW", 1)
+    one = nearest_to_centroids(x, centroids, quota)
+    monkeypatch.setattr(kmeans_module, "PICK_WINDOW", window + 3)
+    assert torch.equal(nearest_to_centroids(x, centroids, quota), one) and one.unique().numel() == 18
+
+
 # ---- selectors --------------------------------------------------------------------------------------------
 def class_setup(k: int = 16, per: int = 20, offset: int = 100):
     """A bank whose class-c candidates are indices offset.. offset+k*per, arranged in k planted blobs."""
@@ -181,6 +195,18 @@ def test_reselects_every_interval_calls_and_after_reset():
     sel.reset()
     sel.select(0, candidates, 8, net=net, images_fn=bank, generator=g)
     assert sel.selections == 7
+
+
+def test_a_choice_is_kept_while_it_lies_in_the_candidates_and_made_again_when_not():
+    bank, candidates, _ = class_setup(k=8, per=10)
+    net, g = StubNet(8), gen(0)
+    sel = RepresentativeSelector(interval=10)
+    first = sel.select(0, candidates, 8, net=net, images_fn=bank, generator=g)
+    assert torch.equal(sel.select(0, candidates.clone(), 8, net=net, images_fn=bank, generator=g), first)
+    assert sel.selections == 1                      # an equal tensor that is not the same one: checked, kept
+    rest = candidates[~torch.isin(candidates, first)]
+    other = sel.select(0, rest, 8, net=net, images_fn=bank, generator=g)
+    assert sel.selections == 2 and not torch.isin(other, first).any() and torch.isin(other, rest).all()
 
 
 def test_per_cluster_takes_n_samples_from_n_over_per_cluster_clusters(monkeypatch):

@@ -194,7 +194,8 @@ def _targets(y: torch.Tensor, num_classes: int, dtype: torch.dtype) -> torch.Ten
     if y.dim() != 1 or y.is_floating_point():
         raise DreamddError(f"cutmix needs (N,) integer labels or (N, {num_classes}) soft targets, "
                            f"got shape {tuple(y.shape)} of {y.dtype}")
-    return F.one_hot(y.long(), num_classes).to(dtype)
+    # scatter rather than F.one_hot, which reads the labels' range back (a host sync on a GPU)
+    return torch.zeros(y.shape[0], num_classes, dtype=dtype, device=y.device).scatter_(1, y.long().unsqueeze(1), 1.0)
 
 
 def cutmix(x: torch.Tensor, y: torch.Tensor, num_classes: int, generator: torch.Generator,

@@ -5,6 +5,7 @@ tolerance on centroid movement, and empty clusters re-seeded with far-away point
 """
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass
 
@@ -15,16 +16,22 @@ from ..errors import DreamddError
 
 INITS = ("kmeans++", "random")
 LLOYD_WINDOW = 4   # Lloyd steps taken before their stopping tests are read, off the CPU (each read is a host sync)
+PICK_WINDOW = 4    # rounds of nearest_to_centroids taken before one read of whether a centroid is still short
 DIST_BLOCK = 1 << 22  # entries of one block of the (points x centroids) distance matrix: 16 MiB in float32
 
 
 @dataclass
 class KMeansResult:
-    """centroids (k, d), assignments (n,) in [0, k), inertia = sum of squared distances to the own centroid."""
+    """centroids (k, d), assignments (n,) in [0, k), squared_error = sum of squared distances to the own centroid
+    (a float64 tensor on the data's device, left unread: `inertia` reads it)."""
     centroids: torch.Tensor
     assignments: torch.Tensor
-    inertia: float
+    squared_error: torch.Tensor
     iterations: int
+
+    @property
+    def inertia(self) -> float:
+        return float(self.squared_error)
 
 
 def squared_distances(x: torch.Tensor, c: torch.Tensor, x_sq: torch.Tensor | None = None,
@@ -58,9 +65,9 @@ def _kmeans_plus_plus(x: torch.Tensor, k: int, x_sq: torch.Tensor, generator: to
     """Greedy k-means++ (as scikit-learn): 2 + log k candidates drawn ~ D^2, keep the one lowering the potential most."""
     n = x.shape[0]
     trials = 2 + int(math.log(k))
-    first = int(torch.randint(n, (1,), generator=generator, device=generator.device))
-    centers = [x[first]]
-    closest = squared_distances(x, x[first:first + 1], x_sq)[:, 0]
+    first = torch.randint(n, (1,), generator=generator, device=generator.device).to(x.device)
+    centers = [x.index_select(0, first)[0]]      # the index stays a tensor: no host read
+    closest = squared_distances(x, x.index_select(0, first), x_sq)[:, 0]
     for _ in range(1, k):
         if determinism.enabled():      # a float cumsum has no deterministic CUDA kernel: fixed point
             cdf, total = determinism.cumulative(closest)
@@ -139,18 +146,18 @@ def kmeans(x: torch.Tensor, k: int, generator: torch.Generator, init: str = "kme
         centroids = x[pick].clone()
     else:
         centroids = _kmeans_plus_plus(x, k, x_sq, generator)
-    threshold = tol * float(x.var(0, unbiased=False).mean())
+    threshold = x.var(0, unbiased=False).mean().double() * tol     # float64 as in Python; compared on the device
     window = window or (1 if x.device.type == "cpu" else LLOYD_WINDOW)
     centroids, assignments, iterations, converged = _lloyd(x, x_sq, centroids, k, max_iter, threshold, window)
     if not converged:  # the assignments that belong to the final centroids
         _, assignments = nearest_centroid(x, centroids, x_sq)
-    inertia = sum(float((x[s:s + 4096] - centroids[assignments[s:s + 4096]]).pow(2).sum())  # exact, not expanded
-                  for s in range(0, n, 4096))
-    return KMeansResult(centroids + mean, assignments, inertia, iterations)
+    squared_error = torch.stack([(x[s:s + 4096] - centroids[assignments[s:s + 4096]]).pow(2).sum().double()
+                                 for s in range(0, n, 4096)]).sum()      # exact differences, not expanded
+    return KMeansResult(centroids + mean, assignments, squared_error, iterations)
 
 
-def _lloyd(x: torch.Tensor, x_sq: torch.Tensor, centroids: torch.Tensor, k: int, max_iter: int, threshold: float,
-           window: int) -> tuple[torch.Tensor, torch.Tensor | None, int, bool]:
+def _lloyd(x: torch.Tensor, x_sq: torch.Tensor, centroids: torch.Tensor, k: int, max_iter: int,
+           threshold: torch.Tensor, window: int) -> tuple[torch.Tensor, torch.Tensor | None, int, bool]:
     """Lloyd's steps from `centroids` until the assignments repeat (converged), the centroids move by at most
     `threshold`, or max_iter steps: (centroids, the assignments of the converged step or None, updates, converged).
 
@@ -167,21 +174,21 @@ def _lloyd(x: torch.Tensor, x_sq: torch.Tensor, centroids: torch.Tensor, k: int,
             same = (a == p).all() if p is not None else torch.zeros((), dtype=torch.bool, device=x.device)
             empty = (torch.bincount(a, minlength=k) == 0).any()
             updated = _cluster_means(x, a, k)
-            steps.append((d2, a, updated, torch.stack([same.to(x.dtype), empty.to(x.dtype),
-                                                       (updated - c).pow(2).sum()])))
+            small = (updated - c).pow(2).sum().double() <= threshold
+            steps.append((d2, a, updated, torch.stack([same, empty, small])))
             c, p = updated, a
         tests = torch.stack([s[3] for s in steps]).tolist()      # the window's one read
-        for (d2, a, updated, _), (same, empty, shift) in zip(steps, tests):
+        for (d2, a, updated, _), (same, empty, small) in zip(steps, tests):
             turns += 1
             if same:
                 return centroids, a, iterations, True      # the centroids already are the means of these
             if empty:
                 a = _reseed_empty(a, d2, k)
                 updated = _cluster_means(x, a, k)
-                shift = float((updated - centroids).pow(2).sum())
+                small = bool((updated - centroids).pow(2).sum().double() <= threshold)
             centroids, previous = updated, a
             iterations += 1
-            if shift <= threshold:
+            if small:
                 return centroids, None, iterations, False
             if empty:
                 break                                       # the window's later steps started from other centroids
@@ -194,33 +201,44 @@ def nearest_to_centroids(x: torch.Tensor, centroids: torch.Tensor,
 
     `per_cluster` is one count for all centroids or a (k,) tensor of counts. When several centroids want the
     same sample, the nearest centroid keeps it and the others move on to their next nearest unused sample.
+    In rounds: every centroid still short of its count claims its nearest unused sample, the claims sorted by
+    distance (ties by centroid) and each sample going to its first claimant. The rounds run on x's device,
+    PICK_WINDOW at a time before one read of whether a centroid is still short (a round after the last changes
+    nothing, so the picks are the same for every window).
     """
     k = centroids.shape[0]
     quota = torch.as_tensor(per_cluster, dtype=torch.long).expand(k).clone().cpu()
-    total = int(quota.sum())
+    counts = quota.tolist()       # host memory already: no device read
+    total = sum(counts)
     if total > x.shape[0]:
         raise ValueError(f"cannot pick {total} distinct samples out of {x.shape[0]}")
+    if total == 0:
+        return torch.zeros(0, dtype=torch.long, device=x.device)
     x = x.detach()
+    device, n, columns = x.device, x.shape[0], max(counts)
     mean = x.mean(0)  # centring keeps the distance expansion precise
     d2 = squared_distances(centroids.to(x.dtype) - mean, x - mean)  # (k, n): rows are centroids
-    used = torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
-    picks = torch.full((k, int(quota.max()) if k else 0), -1, dtype=torch.long)
-    taken = torch.zeros(k, dtype=torch.long)
-    while True:
-        active = (taken < quota).nonzero().flatten()
-        if active.numel() == 0:
+    quota_here = quota.to(device)
+    used = torch.zeros(n, dtype=torch.long, device=device)
+    picks = torch.full((k, columns), -1, dtype=torch.long, device=device)
+    taken = torch.zeros(k, dtype=torch.long, device=device)
+    for round_ in itertools.count():
+        short = taken < quota_here      # all of them in round 0 (total > 0): read from round PICK_WINDOW on
+        if round_ and round_ % PICK_WINDOW == 0 and not bool(short.any()):
             break
-        dist, best = d2[active.to(x.device)].masked_fill(used, math.inf).min(1)
-        # Claims sorted by distance; a sample goes to its first (nearest) claimant only.
-        order = torch.argsort(dist, stable=True)
-        sample = best[order]
-        position = torch.arange(order.numel(), device=x.device)
-        first = torch.full((x.shape[0],), order.numel(), device=x.device, dtype=torch.long)
+        dist, best = d2.masked_fill(used.bool().unsqueeze(0), math.inf).min(1)
+        dist = dist.masked_fill(~short, math.inf)
+        order = torch.argsort(dist, stable=True)        # the short centroids first, nearest first
+        sample, claims = best[order], short[order]
+        position = torch.where(claims, torch.arange(k, device=device), k)
+        first = torch.full((n,), k, dtype=torch.long, device=device)
         first.scatter_reduce_(0, sample, position, reduce="amin")
-        won = first[sample] == position
-        winners, won_sample = active[order[won].cpu()], sample[won]
-        used[won_sample] = True
-        picks[winners, taken[winners]] = won_sample.cpu()
-        taken[winners] += 1
-    mask = torch.arange(picks.shape[1]).unsqueeze(0) < quota.unsqueeze(1)
-    return picks[mask].to(x.device)
+        won_in_order = claims & (first[sample] == position)
+        won = torch.zeros(k, dtype=torch.bool, device=device).scatter_(0, order, won_in_order)
+        mine = best      # row r claimed best[r]
+        column = taken.clamp(max=columns - 1).unsqueeze(1)
+        picks.scatter_(1, column, torch.where(won, mine, picks.gather(1, column).squeeze(1)).unsqueeze(1))
+        used.scatter_reduce_(0, mine, won.long(), reduce="amax")
+        taken += won.long()
+    kept = [r * columns + j for r in range(k) for j in range(counts[r])]     # each centroid's picks, in order
+    return picks.flatten().index_select(0, torch.tensor(kept, device=device))

@@ -66,10 +66,20 @@ def cluster_quotas(assignments: torch.Tensor, k: int, n: int) -> torch.Tensor:
 
 @dataclass
 class _Choice:
-    """A class's current real batch, the n it was made for, and how many calls have used it."""
+    """A class's current real batch, the n it was made for, and how many calls have used it; `of` is the
+    candidates tensor it is known to lie in (a bank hands out the same tensor for a class at every call, so the
+    check costs nothing then; any other tensor is checked element by element once, a host read)."""
     indices: torch.Tensor
     n: int
     uses: int = 0
+    of: torch.Tensor | None = None
+
+    def lies_in(self, candidates: torch.Tensor) -> bool:
+        if self.of is not candidates:
+            if not bool(torch.isin(self.indices, candidates.cpu()).all()):
+                return False
+            self.of = candidates
+        return True
 
 
 class RepresentativeSelector(Selector):
@@ -108,9 +118,8 @@ class RepresentativeSelector(Selector):
         if candidates.numel() <= n:
             return candidates
         choice = self._choices.get(c)
-        if (choice is None or choice.uses >= self.interval or choice.n != n
-                or not bool(torch.isin(choice.indices, candidates.cpu()).all())):
-            choice = _Choice(self.choose(candidates, n, net, images_fn, generator).cpu(), n)
+        if choice is None or choice.uses >= self.interval or choice.n != n or not choice.lies_in(candidates):
+            choice = _Choice(self.choose(candidates, n, net, images_fn, generator).cpu(), n, of=candidates)
             self._choices[c] = choice
         choice.uses += 1
         return choice.indices.to(candidates.device)
