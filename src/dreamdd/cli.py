@@ -454,7 +454,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         status = COMMANDS[args.command](args)
         if size > 1 and status == 0:
             from .distributed import finish
-            finish()
+            if finish() and rank != 0:
+                # a rank other than 0 wrote nothing and has said all it says: it ends here rather than through
+                # the interpreter's teardown, where gloo's threads have aborted such a process now and then
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os._exit(0)
         return status
     except DreamddError as error:
         if getattr(error, "said_by_rank_0", False):

@@ -174,21 +174,23 @@ def current_world() -> World:
     return _current
 
 
-def finish() -> None:
+def finish() -> bool:
     """End this process's part in a torchrun cleanly: wait at a barrier for every rank to finish its work, then
-    leave the process group. Without the barrier a rank that finished first (ranks other than 0 do not write the
-    run folder) tears its connections down while its peers still use theirs, and gloo then ends a process with
-    SIGABRT now and then. For a command that succeeded only: a rank that stopped on an error leaves at once
-    (_leave, at exit), so that its peers' collectives fail fast instead of waiting at a barrier it never meets."""
+    leave the process group; whether there was a group to leave. Without the barrier a rank that finished first
+    (ranks other than 0 do not write the run folder) tears its connections down while its peers still use theirs,
+    and gloo then ends a process with SIGABRT now and then. For a command that succeeded only: a rank that stopped
+    on an error leaves at once (_leave, at exit), so that its peers' collectives fail fast instead of waiting at a
+    barrier it never meets."""
     dist = _dist()
     if _current is None or not _current.distributed or not dist.is_initialized():
-        return
+        return False
     try:
         dist.barrier()
     except RuntimeError:    # a peer stopped: nothing left to wait for
         pass
     faults.reached(f"process-group:left@rank{_current.rank}")
     dist.destroy_process_group()
+    return True
 
 
 def _leave() -> None:
