@@ -235,10 +235,9 @@ def nearest_to_centroids(x: torch.Tensor, centroids: torch.Tensor,
         first.scatter_reduce_(0, sample, position, reduce="amin")
         won_in_order = claims & (first[sample] == position)
         won = torch.zeros(k, dtype=torch.bool, device=device).scatter_(0, order, won_in_order)
-        mine = best      # row r claimed best[r]
-        column = taken.clamp(max=columns - 1).unsqueeze(1)
-        picks.scatter_(1, column, torch.where(won, mine, picks.gather(1, column).squeeze(1)).unsqueeze(1))
-        used.scatter_reduce_(0, mine, won.long(), reduce="amax")
+        column = taken.clamp(max=columns - 1).unsqueeze(1)      # row r claimed best[r]: its next column
+        picks.scatter_(1, column, torch.where(won, best, picks.gather(1, column).squeeze(1)).unsqueeze(1))
+        used.scatter_reduce_(0, best, won.long(), reduce="amax")
         taken += won.long()
     kept = [r * columns + j for r in range(k) for j in range(counts[r])]     # each centroid's picks, in order
     return picks.flatten().index_select(0, torch.tensor(kept, device=device))
