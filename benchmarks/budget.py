@@ -20,7 +20,6 @@ Writes benchmarks/results/budget-<preset>.json and .png.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -29,8 +28,8 @@ from typing import Any
 import yaml
 
 from dreamdd.config import parse_overrides
-from dreamdd.experiments import (distill_or_continue, evaluate_snapshot, machine, pick_snapshots, run_all,
-                                 snapshot_elapsed, snapshots)
+from dreamdd.experiments import (distill_or_continue, evaluate_snapshot, pick_snapshots, run_all,
+                                 snapshot_elapsed, snapshots, write_result)
 from dreamdd.io.names import CONFIG
 
 HERE = Path(__file__).resolve().parent
@@ -108,13 +107,12 @@ def main(argv: list[str] | None = None) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     plot(curve, final, f"{args.dataset} IPC {args.ipc}, preset {args.preset}: test accuracy against wall time",
          out.with_suffix(".png"))
-    out.write_text(json.dumps({
+    write_result(out, {
         "dataset": args.dataset, "ipc": args.ipc, "preset": args.preset, "seed": args.seed, "run": str(run),
         "overrides": args.overrides, "precision": args.precision, "compile": args.compile,
         "eval_precision": args.eval_precision, "eval_compile": args.eval_compile,
         "every_minutes": args.every_minutes, "curve": curve, "final": final,
-        "timings": summary.get("timings"), "wall_seconds": time.time() - started,
-        "machine": machine()}, indent=1) + "\n")
+        "timings": summary.get("timings"), "wall_seconds": time.time() - started})
     print(f"written {out} and {out.with_suffix('.png').name}")
     return 0
 
